@@ -1,0 +1,53 @@
+"""The ``molgnn`` command line: ``molgnn <command> ...``.
+
+Each command lives in its own module of this package and exposes ``add_parser(subparsers)``,
+which registers an ``argparse`` sub-parser whose ``func`` default runs the command and returns
+an exit code. Commands are imported only when the command line is parsed, so heavy
+dependencies (Ray, RDKit) are loaded only by the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from molgnn._version import __version__
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+#: Command name -> module that implements it.
+COMMANDS: dict[str, str] = {
+    "data": "molgnn.cli.data",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every registered command."""
+    parser = argparse.ArgumentParser(
+        prog="molgnn", description="Equivariant graph neural networks for molecules."
+    )
+    parser.add_argument("--version", action="version", version=f"molgnn {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMANDS.values():
+        importlib.import_module(module_name).add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"molgnn {args.command}: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

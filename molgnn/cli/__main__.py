@@ -1,0 +1,7 @@
+"""``python -m molgnn.cli``."""
+
+import sys
+
+from molgnn.cli import main
+
+sys.exit(main())

@@ -1,0 +1,3 @@
+"""molgnn.interop."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""molgnn.models."""
+
+__all__: list[str] = []

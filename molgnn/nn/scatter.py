@@ -1,0 +1,115 @@
+"""Scatter/gather backend: torch-scatter when it is installed, torch's native ops otherwise.
+
+Every molgnn layer reduces over edges or atoms through this module, so the backend is chosen in one
+place. The choice is made once at import time and can be changed with :func:`set_backend` or the
+``MOLGNN_SCATTER`` environment variable (``"torch"`` or ``"torch_scatter"``).
+
+All reductions run along dimension 0: ``src`` is ``[M, *]``, ``index`` is ``[M]`` with values in
+``[0, dim_size)`` and the result is ``[dim_size, *]``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["available_backends", "get_backend", "scatter_mean", "scatter_sum", "set_backend"]
+
+_BACKENDS = ("torch", "torch_scatter")
+_torch_scatter: Any = None
+
+
+def available_backends() -> tuple[str, ...]:
+    """The backends that can be used in this environment."""
+    if importlib.util.find_spec("torch_scatter") is None:
+        return ("torch",)
+    return _BACKENDS
+
+
+def set_backend(name: str) -> None:
+    """Select the scatter backend (``"torch"`` or ``"torch_scatter"``).
+
+    Raises:
+        ValueError: for an unknown name, or ``"torch_scatter"`` when it is not installed.
+    """
+    global _backend, _torch_scatter
+    if name not in _BACKENDS:
+        raise ValueError(
+            f"unknown scatter backend {name!r}; valid backends: {', '.join(_BACKENDS)}"
+        )
+    if name == "torch_scatter":
+        if "torch_scatter" not in available_backends():
+            raise ValueError(
+                "scatter backend 'torch_scatter' needs the torch-scatter package: "
+                "pip install 'molgnn[scatter]'"
+            )
+        import torch_scatter
+
+        _torch_scatter = torch_scatter
+    _backend = name
+
+
+def get_backend() -> str:
+    """The name of the scatter backend in use."""
+    return _backend
+
+
+def _out_shape(src: Tensor, dim_size: int) -> tuple[int, ...]:
+    return (dim_size, *src.shape[1:])
+
+
+def _expand_index(index: Tensor, src: Tensor) -> Tensor:
+    return index.view(-1, *([1] * (src.dim() - 1))).expand_as(src)
+
+
+def scatter_sum(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
+    """Sum the rows of ``src`` that share an ``index``.
+
+    Args:
+        src: Values to reduce, ``[M, *]``.
+        index: Destination row of each value, ``[M]`` (int64).
+        dim_size: Number of destination rows.
+
+    Returns:
+        ``[dim_size, *]``; rows that receive nothing are zero.
+    """
+    if _backend == "torch_scatter":
+        return _torch_scatter.scatter(src, index, dim=0, dim_size=dim_size, reduce="sum")
+    out = src.new_zeros(_out_shape(src, dim_size))
+    return out.index_add_(0, index, src)
+
+
+def scatter_mean(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
+    """Average the rows of ``src`` that share an ``index``; empty rows are zero.
+
+    Shapes as in :func:`scatter_sum`.
+    """
+    if _backend == "torch_scatter":
+        return _torch_scatter.scatter(src, index, dim=0, dim_size=dim_size, reduce="mean")
+    total = scatter_sum(src, index, dim_size)
+    count = torch.bincount(index, minlength=dim_size).clamp_(min=1).to(src.dtype)
+    return total / count.view(-1, *([1] * (src.dim() - 1)))
+
+
+def scatter_max(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
+    """Maximum over the rows of ``src`` that share an ``index``; empty rows are zero.
+
+    Shapes as in :func:`scatter_sum`.
+    """
+    if _backend == "torch_scatter":
+        return _torch_scatter.scatter(src, index, dim=0, dim_size=dim_size, reduce="max")
+    out = src.new_zeros(_out_shape(src, dim_size))
+    return out.scatter_reduce_(0, _expand_index(index, src), src, reduce="amax", include_self=False)
+
+
+_backend = "torch"
+_requested = os.environ.get("MOLGNN_SCATTER")
+if _requested:
+    set_backend(_requested)
+elif "torch_scatter" in available_backends():
+    set_backend("torch_scatter")
+__all__ += ["scatter_max"]

@@ -1,0 +1,3 @@
+"""molgnn.online."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""molgnn.training."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""molgnn.transforms."""
+
+__all__: list[str] = []

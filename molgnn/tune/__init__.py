@@ -1,0 +1,3 @@
+"""molgnn.tune."""
+
+__all__: list[str] = []
