@@ -1,0 +1,83 @@
+"""Evaluate a saved model on a split of its dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch_geometric.data import Dataset
+from torch_geometric.loader import DataLoader
+
+from molgnn.training.checkpoint import load_checkpoint, model_from_checkpoint
+from molgnn.training.config import TrainConfig
+from molgnn.training.data import load_dataset
+from molgnn.training.trainer import predict_batch
+
+__all__ = ["evaluate_checkpoint"]
+
+_SPLITS = ("train", "val", "test")
+
+
+@torch.no_grad()
+def evaluate_checkpoint(
+    path: str | Path,
+    dataset: Dataset | None = None,
+    split: str = "test",
+    data_root: str | None = None,
+    batch_size: int = 128,
+) -> dict[str, Any]:
+    """Errors of a checkpoint's model on one split of the data it was trained on.
+
+    Args:
+        path: A molgnn checkpoint.
+        dataset: The dataset (default: reloaded from the checkpoint's training config).
+        split: ``"train"``, ``"val"`` or ``"test"`` (default: ``"test"``).
+        data_root: Where the dataset lives, overriding the checkpoint's.
+        batch_size: Inference batch size (default: ``128``).
+
+    Returns:
+        ``mae``, ``rmse`` (target units), ``mae_mev``/``rmse_mev`` for eV targets,
+        ``by_size`` (atoms -> count and MAE), ``unit``, and the raw ``pred``, ``y``, ``sizes``
+        tensors.
+    """
+    if split not in _SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(_SPLITS)}")
+    payload = load_checkpoint(path)
+    model = model_from_checkpoint(payload)
+    if dataset is None:
+        config = TrainConfig.from_dict(payload["train_config"])
+        if data_root is not None:
+            config = config.replace(data_root=data_root)
+        dataset = load_dataset(config)
+    indices = payload["data"]["split"][split]
+    if int(indices.max()) >= len(dataset):
+        raise ValueError(f"{path}: split indices do not fit a dataset of {len(dataset)} molecules")
+    preds, ys, sizes = [], [], []
+    for batch in DataLoader(dataset[indices], batch_size=batch_size):
+        pred = predict_batch(model, batch)
+        preds.append(pred)
+        ys.append(batch.y.view_as(pred))
+        sizes.append(torch.bincount(batch.batch, minlength=batch.num_graphs))
+    pred, y, size = torch.cat(preds), torch.cat(ys), torch.cat(sizes)
+    unit = payload["target"]["units"][0]
+    scale = 1000.0 if unit == "eV" else 1.0
+    err = pred - y
+    out: dict[str, Any] = {
+        "split": split,
+        "count": int(y.size(0)),
+        "unit": unit,
+        "mae": float(err.abs().mean()),
+        "rmse": float(err.pow(2).mean().sqrt()),
+        "pred": pred,
+        "y": y,
+        "sizes": size,
+    }
+    if unit == "eV":
+        out["mae_mev"] = out["mae"] * 1000.0
+        out["rmse_mev"] = out["rmse"] * 1000.0
+    out["by_size"] = {
+        int(n): {"count": int((size == n).sum()), "mae": float(err[size == n].abs().mean()) * scale}
+        for n in size.unique().tolist()
+    }
+    return out

@@ -1,0 +1,399 @@
+"""The training loop: a :class:`Trainer` that runs epoch by epoch and can be saved and resumed."""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Batch, Dataset
+from torch_geometric.loader import DataLoader
+
+from molgnn.data.keys import atom_reference, get_target
+from molgnn.training.checkpoint import load_checkpoint, save_checkpoint
+from molgnn.training.config import TrainConfig
+from molgnn.training.data import Splits, load_dataset, make_splits
+from molgnn.training.ema import WeightEMA
+from molgnn.training.losses import get_loss
+from molgnn.training.schedule import WarmupPlateauSchedule
+
+__all__ = ["Trainer", "TrainingDivergedError", "predict_batch", "resolve_device", "seed_everything"]
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without CUDA is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def predict_batch(model: nn.Module, batch: Batch) -> Tensor:
+    """Run ``model`` on a PyG batch, passing precomputed edges when the batch carries them.
+
+    Returns:
+        ``[B, T]`` predictions (the energy part when the model also returns forces).
+    """
+    kwargs = {
+        key: getattr(batch, key)
+        for key in ("edge_index", "edge_weight", "edge_vec")
+        if getattr(batch, key, None) is not None
+    }
+    out = model(batch.z, batch.pos, batch.batch, **kwargs)
+    return out[0] if isinstance(out, tuple) else out
+
+
+def _all_targets(dataset: Dataset) -> Tensor:
+    data = getattr(dataset, "_data", None)
+    if data is not None and getattr(data, "y", None) is not None and dataset._indices is None:
+        return data.y.view(len(dataset), -1)
+    return torch.cat([dataset[i].y.view(1, -1) for i in range(len(dataset))])
+
+
+def _atom_offsets(dataset: Dataset, indices: Tensor, table: Tensor) -> Tensor:
+    offsets = torch.empty(indices.numel(), dtype=torch.float64)
+    for k, i in enumerate(indices.tolist()):
+        offsets[k] = table[dataset[i].z].sum()
+    return offsets
+
+
+def _rng_state(generator: torch.Generator) -> dict[str, Any]:
+    np_state: Any = np.random.get_state()
+    return {
+        "python": list(random.getstate()[1]),
+        "python_version": random.getstate()[0],
+        "python_gauss": random.getstate()[2],
+        "numpy": torch.from_numpy(np.asarray(np_state[1]).astype(np.int64)),
+        "numpy_pos": int(np_state[2]),
+        "torch": torch.get_rng_state(),
+        "loader": generator.get_state(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+    random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
+    np.random.set_state(
+        ("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0)
+    )
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["loader"])
+
+
+class Trainer:
+    """Trains one model on one dataset split, one epoch per :meth:`run_epoch` call.
+
+    Standardisation and atom references are fitted on the training split only and stored in
+    the model, so the model always predicts in the target's real units.
+
+    Args:
+        config: The run's configuration.
+        dataset: The dataset (default: :func:`~molgnn.training.data.load_dataset` of ``config``).
+        model: A model to train instead of building ``config.model`` (e.g. a warm start).
+        splits: Split indices (default: :func:`~molgnn.training.data.make_splits`).
+        progress: Show a per-batch progress bar on a terminal (default: ``True``).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        dataset: Dataset | None = None,
+        model: nn.Module | None = None,
+        splits: Splits | None = None,
+        progress: bool = True,
+    ) -> None:
+        from molgnn.models import build_model
+
+        self.config = config
+        self.progress = progress
+        seed_everything(config.seed)
+        self.device = resolve_device(config.device)
+        self.dataset = dataset if dataset is not None else load_dataset(config)
+        self.splits = splits if splits is not None else make_splits(len(self.dataset), config)
+        self.target = get_target(config.target)
+        self.model = (
+            model if model is not None else build_model(config.model, **config.model_overrides)
+        )
+        if model is None:
+            self._fit_normalization()
+        self.model.to(self.device)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.schedule = WarmupPlateauSchedule(
+            self.optimizer,
+            config.lr,
+            config.warmup_steps,
+            config.lr_factor,
+            config.lr_patience,
+            config.lr_min,
+        )
+        self.ema = WeightEMA(self.model, config.ema_decay) if config.ema_decay else None
+        self.loss_fn = get_loss(config.loss)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.epoch = 0
+        self.best_val = math.inf
+        self.best_epoch = -1
+        self.bad_epochs = 0
+        self.elapsed = 0.0
+        self.history: list[dict[str, Any]] = []
+        self.best_state: dict[str, Tensor] = copy.deepcopy(self.model.state_dict())
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def _fit_normalization(self) -> None:
+        """Atom references and mean/std from the training split only."""
+        from molgnn.nn import Atomref
+
+        y = _all_targets(self.dataset)[self.splits.train].to(torch.float64)  # [M, T]
+        self.atomref_table: Tensor | None = None
+        if self.config.use_atomref:
+            table = torch.tensor(atom_reference(self.config.target), dtype=torch.float64)
+            self.atomref_table = table
+            self.model.prior = Atomref(table)  # type: ignore[assignment]
+            y = y - _atom_offsets(self.dataset, self.splits.train, table)[:, None]
+        if self.config.use_standardize:
+            if y.size(0) < 2:
+                raise ValueError("standardisation needs at least 2 training molecules")
+            self.model.set_standardization(y.mean(0), y.std(0))  # type: ignore[operator]
+
+    def loaders(self) -> tuple[DataLoader, DataLoader, DataLoader]:
+        """Training (shuffled with the trainer's generator), validation and test loaders."""
+        cfg = self.config
+        train = DataLoader(
+            self.dataset[self.splits.train],
+            batch_size=cfg.batch_size,
+            shuffle=True,
+            generator=self.generator,
+        )
+        val = DataLoader(self.dataset[self.splits.val], batch_size=cfg.inference_batch_size)
+        test = DataLoader(self.dataset[self.splits.test], batch_size=cfg.inference_batch_size)
+        return train, val, test
+
+    # -- epochs ---------------------------------------------------------------------------------
+    def _autocast(self) -> Any:
+        enabled = self.config.bf16 and self.device.type == "cuda"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def train_epoch(self, loader: DataLoader) -> float:
+        """One pass over the training loader; returns the mean training loss."""
+        from tqdm.auto import tqdm
+
+        self.model.train()
+        total, count = 0.0, 0
+        bar = tqdm(
+            loader,
+            desc=f"epoch {self.epoch + 1}/{self.config.epochs}",
+            leave=False,
+            disable=not (self.progress and sys.stderr.isatty()),
+        )
+        for batch in bar:
+            batch = batch.to(self.device)
+            self.optimizer.zero_grad(set_to_none=True)
+            with self._autocast():
+                pred = predict_batch(self.model, batch)
+            loss = self.loss_fn(pred.float(), batch.y.view_as(pred).float())
+            if not torch.isfinite(loss):
+                raise TrainingDivergedError(
+                    f"loss became {loss.item()} at epoch {self.epoch + 1}; try a lower lr "
+                    f"(now {self.schedule.current_lr:.3g}) or gradient_clip"
+                )
+            loss.backward()
+            if self.config.gradient_clip is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.config.gradient_clip)
+            self.optimizer.step()
+            self.schedule.step_batch()
+            if self.ema is not None:
+                self.ema.update(self.model)
+            total += loss.item() * batch.num_graphs
+            count += batch.num_graphs
+            bar.set_postfix(loss=f"{loss.item():.4g}", lr=f"{self.schedule.current_lr:.2e}")
+        return total / max(count, 1)
+
+    @torch.no_grad()
+    def predict(self, loader: DataLoader) -> tuple[Tensor, Tensor, Tensor]:
+        """Predictions, targets ``[M, T]`` and atom counts ``[M]`` over a loader (eval mode).
+
+        Uses the EMA weights when EMA is on.
+        """
+        self.model.eval()
+        if self.ema is not None:
+            self.ema.swap(self.model)
+        try:
+            preds, ys, sizes = [], [], []
+            for batch in loader:
+                batch = batch.to(self.device)
+                with self._autocast():
+                    pred = predict_batch(self.model, batch)
+                preds.append(pred.float().cpu())
+                ys.append(batch.y.view_as(pred).float().cpu())
+                sizes.append(torch.bincount(batch.batch, minlength=batch.num_graphs).cpu())
+        finally:
+            if self.ema is not None:
+                self.ema.swap(self.model)
+        return torch.cat(preds), torch.cat(ys), torch.cat(sizes)
+
+    def _metrics(self, prefix: str, pred: Tensor, y: Tensor) -> dict[str, float]:
+        err = pred - y
+        out = {
+            f"{prefix}_mae": float(err.abs().mean()),
+            f"{prefix}_rmse": float(err.pow(2).mean().sqrt()),
+            f"{prefix}_loss": float(self.loss_fn(pred, y)),
+        }
+        if self.target.unit == "eV":
+            out[f"{prefix}_mae_mev"] = out[f"{prefix}_mae"] * 1000.0
+            out[f"{prefix}_rmse_mev"] = out[f"{prefix}_rmse"] * 1000.0
+        return out
+
+    def run_epoch(self) -> dict[str, Any]:
+        """Train one epoch, validate, step the schedule and track the best weights.
+
+        Returns:
+            The epoch's metrics: ``epoch``, ``train_loss``, ``val_mae`` (target units),
+            ``val_mae_mev`` (eV targets), ``val_rmse``, ``lr``, ``time``.
+        """
+        train_loader, val_loader, _ = self.loaders()
+        start = time.perf_counter()
+        train_loss = self.train_epoch(train_loader)
+        pred, y, _ = self.predict(val_loader)
+        metrics: dict[str, Any] = {"epoch": self.epoch + 1, "train_loss": train_loss}
+        metrics.update(self._metrics("val", pred, y))
+        self.schedule.step_epoch(metrics["val_loss"])
+        self.epoch += 1
+        self.elapsed += time.perf_counter() - start
+        metrics["lr"] = self.schedule.current_lr
+        metrics["time"] = self.elapsed
+        if metrics["val_mae"] < self.best_val:
+            self.best_val = metrics["val_mae"]
+            self.best_epoch = self.epoch
+            self.bad_epochs = 0
+            if self.ema is not None:
+                self.ema.swap(self.model)
+            self.best_state = copy.deepcopy(self.model.state_dict())
+            if self.ema is not None:
+                self.ema.swap(self.model)
+        else:
+            self.bad_epochs += 1
+        metrics["best_val_mae"] = self.best_val
+        self.history.append(metrics)
+        return metrics
+
+    @property
+    def should_stop(self) -> bool:
+        """Whether early stopping, the epoch limit or the time limit has been reached."""
+        cfg = self.config
+        return (
+            self.epoch >= cfg.epochs
+            or self.bad_epochs >= cfg.early_stopping_patience
+            or (cfg.max_time is not None and self.elapsed >= cfg.max_time)
+        )
+
+    def test(self) -> dict[str, Any]:
+        """Test-split metrics with the best weights, overall and by molecule size."""
+        current = copy.deepcopy(self.model.state_dict())
+        ema, self.ema = self.ema, None  # best_state already holds the averaged weights
+        self.model.load_state_dict(self.best_state)
+        try:
+            pred, y, sizes = self.predict(self.loaders()[2])
+        finally:
+            self.model.load_state_dict(current)
+            self.ema = ema
+        metrics: dict[str, Any] = self._metrics("test", pred, y)
+        scale = 1000.0 if self.target.unit == "eV" else 1.0
+        by_size = {}
+        for n in sizes.unique().tolist():
+            mask = sizes == n
+            by_size[str(n)] = {
+                "count": int(mask.sum()),
+                "mae": float((pred[mask] - y[mask]).abs().mean()) * scale,
+            }
+        metrics["test_mae_by_size"] = by_size
+        return metrics
+
+    # -- persistence ----------------------------------------------------------------------------
+    def _model_payload(self, state: dict[str, Tensor], metrics: dict[str, Any]) -> dict[str, Any]:
+        model_config = self.model.config.to_dict()  # type: ignore[union-attr, operator]
+        return {
+            "model_config": model_config,
+            "state_dict": state,
+            "target": {"names": [self.target.name], "units": [self.target.unit]},
+            "normalization": {
+                "standardize": self.config.use_standardize,
+                "atomref": self.config.use_atomref,
+            },
+            "data": {
+                "dataset": type(self.dataset).__name__,
+                "subset": self.config.subset,
+                "split": self.splits.to_dict(),
+                "version": getattr(self.dataset, "version", None),
+            },
+            "metrics": metrics,
+            "train_config": self.config.to_dict(),
+        }
+
+    def save(self, path: str, include_training_state: bool = True) -> None:
+        """Write a checkpoint of the current weights (atomically); resumable by default."""
+        payload = self._model_payload(
+            self.model.state_dict(), self.history[-1] if self.history else {}
+        )
+        if include_training_state:
+            payload["training_state"] = {
+                "epoch": self.epoch,
+                "best_val": self.best_val,
+                "best_epoch": self.best_epoch,
+                "bad_epochs": self.bad_epochs,
+                "elapsed": self.elapsed,
+                "history": self.history,
+                "best_state": self.best_state,
+                "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(),
+                "ema": self.ema.state_dict() if self.ema is not None else None,
+                "rng": _rng_state(self.generator),
+            }
+        save_checkpoint(payload, path)
+
+    def save_best(self, path: str, metrics: dict[str, Any]) -> None:
+        """Write the best weights (no training state) with ``metrics``."""
+        save_checkpoint(self._model_payload(self.best_state, metrics), path)
+
+    @classmethod
+    def resume(cls, path: str, dataset: Dataset | None = None, progress: bool = True) -> Trainer:
+        """Rebuild a trainer from a resumable checkpoint written by :meth:`save`."""
+        payload = load_checkpoint(path)
+        state = payload.get("training_state")
+        if state is None:
+            raise ValueError(f"{path} has no training state; only last.ckpt files can be resumed")
+        config = TrainConfig.from_dict(payload["train_config"])
+        split = payload["data"]["split"]
+        splits = Splits(split["train"], split["val"], split["test"])
+        trainer = cls(config, dataset=dataset, splits=splits, progress=progress)
+        trainer.model.load_state_dict(payload["state_dict"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        trainer.schedule.load_state_dict(state["schedule"])
+        if trainer.ema is not None and state["ema"] is not None:
+            trainer.ema.load_state_dict(state["ema"])
+        trainer.epoch = int(state["epoch"])
+        trainer.best_val = float(state["best_val"])
+        trainer.best_epoch = int(state["best_epoch"])
+        trainer.bad_epochs = int(state["bad_epochs"])
+        trainer.elapsed = float(state["elapsed"])
+        trainer.history = list(state["history"])
+        trainer.best_state = state["best_state"]
+        _set_rng_state(state["rng"], trainer.generator)
+        return trainer
