@@ -28,7 +28,10 @@ _SUBPACKAGES = (
 )
 
 # Top-level conveniences: name -> module that defines it.
-_ATTRIBUTES: dict[str, str] = {}
+_ATTRIBUTES: dict[str, str] = {
+    "load": "molgnn.training.checkpoint",
+    "predict": "molgnn.prediction",
+}
 
 __all__ = ["__version__", *_SUBPACKAGES, *_ATTRIBUTES]
 

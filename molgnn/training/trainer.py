@@ -342,10 +342,21 @@ class Trainer:
                 "subset": self.config.subset,
                 "split": self.splits.to_dict(),
                 "version": getattr(self.dataset, "version", None),
+                "elements": self._elements(),
             },
             "metrics": metrics,
             "train_config": self.config.to_dict(),
         }
+
+    def _elements(self) -> list[int]:
+        """Elements present in the training data (prediction refuses others)."""
+        data = getattr(self.dataset, "_data", None)
+        if data is not None and getattr(data, "z", None) is not None:
+            return sorted(int(v) for v in data.z.unique())
+        found: set[int] = set()
+        for i in self.splits.train.tolist():
+            found.update(int(v) for v in self.dataset[i].z.unique())
+        return sorted(found)
 
     def save(self, path: str, include_training_state: bool = True) -> None:
         """Write a checkpoint of the current weights (atomically); resumable by default."""
