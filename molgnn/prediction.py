@@ -7,6 +7,7 @@ and ``pos``, or SMILES strings (3D geometry generated with RDKit's ETKDG and MMF
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,8 +64,8 @@ def molecule_from_smiles(smiles: str, seed: int = 0) -> Data:
         ValueError: for SMILES RDKit cannot parse or embed.
     """
     try:
-        from rdkit import Chem
-        from rdkit.Chem import AllChem
+        Chem: Any = importlib.import_module("rdkit.Chem")
+        AllChem: Any = importlib.import_module("rdkit.Chem.AllChem")
     except ImportError:
         raise ImportError(
             "predicting from SMILES needs RDKit: pip install 'molgnn[chem]'"

@@ -1,0 +1,58 @@
+"""``molgnn data qm9``: prepare QM9 and print a summary."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+__all__ = ["add_parser"]
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``molgnn data``."""
+    p = subparsers.add_parser("data", help="prepare datasets")
+    sub = p.add_subparsers(dest="dataset", metavar="DATASET", required=True)
+    q = sub.add_parser(
+        "qm9",
+        help="prepare QM9 offline and print a summary",
+        description="Process QM9 (from qm9pack, the official release in ROOT/raw, or a download) "
+        "and print the molecule count and each target's unit, mean and std.",
+    )
+    q.add_argument(
+        "--root", help="dataset folder (default: $MOLGNN_DATA/qm9 or ~/.cache/molgnn/qm9)"
+    )
+    q.add_argument("--target", nargs="+", help="targets to summarise (default: all 12)")
+    q.add_argument("--limit", type=int, help="only the first N molecules")
+    q.add_argument("--source-dir", help="folder of qm9pack-format CSV files")
+    q.add_argument("--force-reload", action="store_true", help="process again")
+    q.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``molgnn data qm9``."""
+    from molgnn.data import QM9, STANDARD_TARGETS, get_target
+    from molgnn.training.data import default_data_root
+
+    root = args.root or str(default_data_root() / "qm9")
+    targets = args.target or list(STANDARD_TARGETS)
+    start = time.perf_counter()
+    dataset = QM9(
+        root, target=targets, limit=args.limit, source_dir=args.source_dir,
+        force_reload=args.force_reload,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - start
+    y = dataset._data.y.double()
+    atoms = dataset.slices["z"].diff().double()
+    print(
+        f"QM9: {len(dataset)} molecules, {int(atoms.sum())} atoms "
+        f"(mean {atoms.mean():.1f} per molecule), ready in {elapsed:.1f} s, cached in {root}"
+    )
+    print(f"{'target':>8}  {'unit':>12}  {'mean':>14}  {'std':>12}  description")
+    for k, name in enumerate(dataset.targets):
+        spec = get_target(name)
+        print(
+            f"{name:>8}  {spec.unit:>12}  {y[:, k].mean():>14.5f}  {y[:, k].std():>12.5f}  "
+            f"{spec.description}"
+        )
+    return 0
