@@ -21,9 +21,10 @@ def _element(token: str, where: str) -> int:
         if 1 <= z < len(ELEMENT_SYMBOLS):
             return z
         raise ValueError(f"{where}: atomic number {z} is not an element")
-    z = _LOWER.get(token.lower())
-    if z is None:
+    found = _LOWER.get(token.lower())
+    if found is None:
         raise ValueError(f"{where}: unknown element {token!r}")
+    z = found
     return z
 
 

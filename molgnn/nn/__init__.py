@@ -1,6 +1,44 @@
 """Layers: radial bases, cutoffs, equivariant attention, gated blocks, output heads, priors."""
 
+from molgnn.nn.activations import ACTIVATIONS, ShiftedSoftplus
+from molgnn.nn.attention import EquivariantMultiHeadAttention
+from molgnn.nn.embedding import NeighborEmbedding
+from molgnn.nn.gated import GatedEquivariantBlock, safe_norm
+from molgnn.nn.heads import (
+    HEADS,
+    DipoleMoment,
+    EquivariantDipoleMoment,
+    EquivariantScalar,
+    OutputHead,
+    Scalar,
+)
+from molgnn.nn.mlp import MLP
+from molgnn.nn.prior import Atomref
+from molgnn.nn.radial import RBFS, CosineCutoff, ExpNormalSmearing, GaussianSmearing
 from molgnn.nn.radius import radius_graph
 from molgnn.nn.scatter import scatter_max, scatter_mean, scatter_sum
 
-__all__ = ["radius_graph", "scatter_max", "scatter_mean", "scatter_sum"]
+__all__ = [
+    "ACTIVATIONS",
+    "HEADS",
+    "MLP",
+    "RBFS",
+    "Atomref",
+    "CosineCutoff",
+    "DipoleMoment",
+    "EquivariantDipoleMoment",
+    "EquivariantMultiHeadAttention",
+    "EquivariantScalar",
+    "ExpNormalSmearing",
+    "GatedEquivariantBlock",
+    "GaussianSmearing",
+    "NeighborEmbedding",
+    "OutputHead",
+    "Scalar",
+    "ShiftedSoftplus",
+    "radius_graph",
+    "safe_norm",
+    "scatter_max",
+    "scatter_mean",
+    "scatter_sum",
+]

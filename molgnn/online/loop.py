@@ -155,7 +155,7 @@ def train_on_version(
         checkpoint_sha256=digest,
         parent_model=parent.id if warm and parent is not None else None,
         warm_start=warm,
-        config=trainer.model.config.to_dict(),  # type: ignore[union-attr, operator]
+        config=trainer.model.config.to_dict(),
         hyperparameters=hyper,
         metrics={k: v for k, v in final.items() if not isinstance(v, dict)},
     )

@@ -34,10 +34,8 @@ class FitResult:
 
 
 def _format_epoch(m: dict[str, Any], unit: str) -> str:
-    if "val_mae_mev" in m:
-        val = f"val MAE {m['val_mae_mev']:.1f} meV"
-    else:
-        val = f"val MAE {m['val_mae']:.4g} {unit}"
+    mev = "val_mae_mev" in m
+    val = f"val MAE {m['val_mae_mev']:.1f} meV" if mev else f"val MAE {m['val_mae']:.4g} {unit}"
     return (
         f"epoch {m['epoch']:>3}  train loss {m['train_loss']:.4g}  {val}  "
         f"lr {m['lr']:.2e}  {m['time']:.0f}s"

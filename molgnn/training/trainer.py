@@ -128,11 +128,14 @@ class Trainer:
         self.dataset = dataset if dataset is not None else load_dataset(config)
         self.splits = splits if splits is not None else make_splits(len(self.dataset), config)
         self.target = get_target(config.target)
-        self.model = (
-            model if model is not None else build_model(config.model, **config.model_overrides)
-        )
         if model is None:
+            overrides = dict(config.model_overrides)
+            if config.use_atomref:
+                overrides.setdefault("prior", "atomref")
+            self.model: Any = build_model(config.model, **overrides)
             self._fit_normalization()
+        else:
+            self.model = model
         self.model.to(self.device)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
@@ -159,19 +162,24 @@ class Trainer:
     # -- set-up ---------------------------------------------------------------------------------
     def _fit_normalization(self) -> None:
         """Atom references and mean/std from the training split only."""
-        from molgnn.nn import Atomref
-
         y = _all_targets(self.dataset)[self.splits.train].to(torch.float64)  # [M, T]
         self.atomref_table: Tensor | None = None
         if self.config.use_atomref:
             table = torch.tensor(atom_reference(self.config.target), dtype=torch.float64)
             self.atomref_table = table
-            self.model.prior = Atomref(table)  # type: ignore[assignment]
+            prior = self.model.prior
+            if prior is None:
+                raise ValueError(
+                    "atomref is on but the model has no prior; set model.prior='atomref'"
+                )
+            with torch.no_grad():
+                prior.weight.copy_(table[: prior.weight.numel()].to(prior.weight))
+                prior.initial.copy_(prior.weight)
             y = y - _atom_offsets(self.dataset, self.splits.train, table)[:, None]
         if self.config.use_standardize:
             if y.size(0) < 2:
                 raise ValueError("standardisation needs at least 2 training molecules")
-            self.model.set_standardization(y.mean(0), y.std(0))  # type: ignore[operator]
+            self.model.set_standardization(y.mean(0), y.std(0))
 
     def loaders(self) -> tuple[DataLoader, DataLoader, DataLoader]:
         """Training (shuffled with the trainer's generator), validation and test loaders."""
@@ -328,7 +336,7 @@ class Trainer:
 
     # -- persistence ----------------------------------------------------------------------------
     def _model_payload(self, state: dict[str, Tensor], metrics: dict[str, Any]) -> dict[str, Any]:
-        model_config = self.model.config.to_dict()  # type: ignore[union-attr, operator]
+        model_config = self.model.config.to_dict()
         return {
             "model_config": model_config,
             "state_dict": state,

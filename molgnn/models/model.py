@@ -1,0 +1,132 @@
+"""A whole model: representation + output head + optional prior, with target scaling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["MolecularModel"]
+
+
+class MolecularModel(nn.Module):
+    r"""Composes a representation, an output head and a prior, and can return forces.
+
+    .. math::
+        y = \text{post}\Big(\sum_{i} \text{pre}(\mathbf{x}_i, \vec{\mathbf{v}}_i)\Big)\,\sigma
+        + \mu + \text{prior}(z), \qquad \mathbf{F} = -\partial y / \partial \mathbf{r}
+
+    (the sum being the head's reduction), so the model predicts in the target's real units.
+
+    Args:
+        representation: Maps ``(z, pos, batch, edge_index, ...)`` to ``(x, vec)``.
+        head: An :class:`~molgnn.nn.OutputHead` (``pre_reduce``, ``reduce``, ``post_reduce``).
+        prior: Adds per-molecule reference values, e.g. :class:`~molgnn.nn.Atomref`.
+        mean: Target mean :math:`\mu`, ``[T]`` (default: 0).
+        std: Target standard deviation :math:`\sigma`, ``[T]`` (default: 1).
+        derivative: Also return forces :math:`-\partial y / \partial \mathbf{r}` (default: ``False``).
+
+    Shapes:
+        - **input:** z ``[N]``, pos ``[N, 3]``, batch ``[N]``
+        - **output:** y ``[B, T]``; with ``derivative``, ``(y, forces [N, 3])``
+    """
+
+    mean: Tensor
+    std: Tensor
+    representation: Any
+    head: Any
+    prior: Any
+
+    def __init__(
+        self,
+        representation: nn.Module,
+        head: nn.Module,
+        prior: nn.Module | None = None,
+        mean: Tensor | float | None = None,
+        std: Tensor | float | None = None,
+        derivative: bool = False,
+    ) -> None:
+        super().__init__()
+        self.representation = representation
+        self.head = head
+        self.prior = prior
+        self.derivative = derivative
+        self.register_buffer(
+            "mean", torch.as_tensor(0.0 if mean is None else mean, dtype=torch.float32).reshape(-1)
+        )
+        self.register_buffer(
+            "std", torch.as_tensor(1.0 if std is None else std, dtype=torch.float32).reshape(-1)
+        )
+        self.config: Any = None
+
+    def set_standardization(self, mean: Tensor | float, std: Tensor | float) -> None:
+        """Set :math:`\\mu` and :math:`\\sigma` (e.g. from the training targets)."""
+        mean_t = torch.as_tensor(mean, dtype=self.mean.dtype, device=self.mean.device).reshape(-1)
+        std_t = torch.as_tensor(std, dtype=self.std.dtype, device=self.std.device).reshape(-1)
+        if not (torch.isfinite(mean_t).all() and torch.isfinite(std_t).all()) or (std_t <= 0).any():
+            raise ValueError(
+                f"std must be positive and finite, got mean={mean_t.tolist()} std={std_t.tolist()}"
+            )
+        self.mean = mean_t
+        self.std = std_t
+
+    def reset_parameters(self) -> None:
+        """Re-initialise representation, head and prior."""
+        for module in (self.representation, self.head, self.prior):
+            if module is not None and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+    def _check(self, z: Tensor, pos: Tensor, batch: Tensor | None) -> Tensor:
+        if z.dim() != 1 or z.dtype not in (torch.int64, torch.int32):
+            raise ValueError(
+                f"z must be a 1-D integer tensor of atomic numbers, got {z.dtype} {list(z.shape)}"
+            )
+        if pos.shape != (z.numel(), 3):
+            raise ValueError(f"pos must have shape [{z.numel()}, 3], got {list(pos.shape)}")
+        if z.numel() == 0:
+            raise ValueError("empty molecule: no atoms")
+        if not torch.isfinite(pos).all():
+            raise ValueError("pos contains NaN or infinite coordinates")
+        if batch is None:
+            return torch.zeros_like(z, dtype=torch.long)
+        if batch.shape != z.shape:
+            raise ValueError(f"batch must have shape [{z.numel()}], got {list(batch.shape)}")
+        return batch.long()
+
+    def forward(
+        self,
+        z: Tensor,
+        pos: Tensor,
+        batch: Tensor | None = None,
+        edge_index: Tensor | None = None,
+        edge_weight: Tensor | None = None,
+        edge_vec: Tensor | None = None,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        batch = self._check(z, pos, batch)
+        z = z.long()
+        if self.derivative and not pos.requires_grad:
+            pos = pos.detach().requires_grad_(True)
+        num_graphs = int(batch.max()) + 1
+        x, vec = self.representation(z, pos, batch, edge_index, edge_weight, edge_vec)
+        h = self.head.pre_reduce(x, vec, z, pos, batch)
+        y = self.head.post_reduce(self.head.reduce(h, batch, num_graphs))
+        y = y * self.std + self.mean
+        if self.prior is not None:
+            y = y + self.prior(z, batch, num_graphs)
+        if not self.derivative:
+            return y
+        (grad,) = torch.autograd.grad(y.sum(), pos, create_graph=self.training)
+        return y, -grad
+
+    def forward_data(self, data: Any) -> Tensor | tuple[Tensor, Tensor]:
+        """Run on a PyG ``Data``/``Batch``, passing ``edge_index`` when it carries one."""
+        return self(
+            data.z, data.pos, getattr(data, "batch", None), getattr(data, "edge_index", None)
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}(\n  representation={self.representation},\n  head={self.head},\n"
+            f"  prior={self.prior},\n  derivative={self.derivative}\n)"
+        )

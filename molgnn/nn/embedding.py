@@ -1,0 +1,80 @@
+"""The ET's neighbourhood-aware atom embedding."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from molgnn.nn.radial import CosineCutoff
+
+__all__ = ["NeighborEmbedding"]
+
+
+class NeighborEmbedding(nn.Module):
+    r"""Mixes each atom's embedding with a distance-weighted sum of its neighbours' embeddings.
+
+    From the Equivariant Transformer (Thölke & De Fabritiis, ICLR 2022,
+    https://arxiv.org/abs/2202.02541, eq. 3):
+
+    .. math::
+        \mathbf{x}_i \leftarrow W_c \left[\mathbf{x}_i,\;
+        \sum_{j \ne i} \left(W_d\, \mathbf{e}(d_{ij})\, f_\text{cut}(d_{ij})\right)
+        \odot \mathbf{u}(z_j)\right]
+
+    with :math:`\mathbf{u}` a second per-element embedding and :math:`\mathbf{e}` the radial
+    basis. Self loops in ``edge_index`` are ignored.
+
+    Args:
+        hidden_channels: Feature size :math:`C`.
+        num_rbf: Radial basis size :math:`R`.
+        cutoff_lower: Lower cutoff in Å (default: ``0.0``).
+        cutoff_upper: Upper cutoff in Å (default: ``5.0``).
+        max_z: Largest atomic number + 1 (default: ``100``).
+
+    Shapes:
+        - **input:** z ``[N]``, x ``[N, C]``, edge_index ``[2, E]``, edge_weight ``[E]``,
+          edge_attr ``[E, R]``
+        - **output:** ``[N, C]``
+    """
+
+    def __init__(
+        self,
+        hidden_channels: int,
+        num_rbf: int,
+        cutoff_lower: float = 0.0,
+        cutoff_upper: float = 5.0,
+        max_z: int = 100,
+    ) -> None:
+        super().__init__()
+        self.hidden_channels = hidden_channels
+        self.embedding = nn.Embedding(max_z, hidden_channels)
+        self.distance_proj = nn.Linear(num_rbf, hidden_channels)
+        self.combine = nn.Linear(2 * hidden_channels, hidden_channels)
+        self.cutoff = CosineCutoff(cutoff_lower, cutoff_upper)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Fresh embedding; Xavier-uniform projections with zero biases."""
+        self.embedding.reset_parameters()
+        for lin in (self.distance_proj, self.combine):
+            nn.init.xavier_uniform_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    def forward(
+        self, z: Tensor, x: Tensor, edge_index: Tensor, edge_weight: Tensor, edge_attr: Tensor
+    ) -> Tensor:
+        keep = edge_index[0] != edge_index[1]
+        if not bool(keep.all()):
+            edge_index, edge_weight, edge_attr = (
+                edge_index[:, keep],
+                edge_weight[keep],
+                edge_attr[keep],
+            )
+        filt = self.distance_proj(edge_attr) * self.cutoff(edge_weight).unsqueeze(1)  # [E, C]
+        neighbours = self.embedding(z).index_select(0, edge_index[1]) * filt  # [E, C]
+        summed = torch.zeros_like(x).index_add_(0, edge_index[0], neighbours)  # [N, C]
+        return self.combine(torch.cat([x, summed], dim=1))
+
+    def __repr__(self) -> str:
+        rbf = self.distance_proj.in_features
+        return f"{self.__class__.__name__}(hidden_channels={self.hidden_channels}, num_rbf={rbf})"
