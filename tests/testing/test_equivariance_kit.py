@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from molgnn.testing import assert_equivariant, assert_invariant, random_molecule
+
+
+def test_kit_accepts_correct_functions():
+    mol = random_molecule(7, seed=0, dtype=torch.float64)
+
+    def fn(z, pos, batch):
+        centred = pos - pos.mean(0)
+        return {
+            "dists": torch.cdist(pos, pos).sum(1),  # per atom, invariant
+            "radius": centred.norm(dim=1).sum().reshape(1),  # per molecule
+            "dipole": (z[:, None].double() * centred).sum(0, keepdim=True),  # vector
+            "atom_vec": centred,
+        }
+
+    kinds = {
+        "dists": "atom_scalar",
+        "radius": "scalar",
+        "dipole": "vector",
+        "atom_vec": "atom_vector",
+    }
+    assert_equivariant(fn, mol.z, mol.pos, kinds=kinds, trials=5)
+
+
+def test_kit_catches_broken_functions():
+    mol = random_molecule(6, seed=1, dtype=torch.float64)
+    with pytest.raises(AssertionError, match="not scalar-equivariant"):
+        assert_invariant(
+            lambda z, pos, b: pos[:, 0].sum().reshape(1), mol.z, mol.pos
+        )  # not rotation invariant
+    with pytest.raises(AssertionError, match="not atom_scalar"):
+        assert_invariant(
+            lambda z, pos, b: torch.arange(len(z)).double() * pos.norm(dim=1).sum(),
+            mol.z,
+            mol.pos,
+            per_atom=True,
+        )
+    with pytest.raises(AssertionError):  # position itself is not translation invariant as a vector
+        assert_equivariant(lambda z, pos, b: pos, mol.z, mol.pos, kinds="atom_vector")
+    # pos is fine without translations
+    assert_equivariant(
+        lambda z, pos, b: pos, mol.z, mol.pos, kinds="atom_vector", translations=False
+    )
+    # a cross product is a pseudovector: it fails as a vector under reflections
+    cross = lambda z, pos, b: torch.linalg.cross(pos[1] - pos[0], pos[2] - pos[0]).reshape(1, 3)  # noqa: E731
+    assert_equivariant(cross, mol.z, mol.pos, kinds="pseudovector", permutations=False)
+    with pytest.raises(AssertionError, match="det"):
+        assert_equivariant(cross, mol.z, mol.pos, kinds="vector", permutations=False, trials=8)
+    with pytest.raises(ValueError, match="kind"):
+        assert_equivariant(lambda z, pos, b: pos, mol.z, mol.pos, kinds="tensor")
