@@ -21,6 +21,14 @@ from torch import nn
 
 from molgnn._version import __version__
 
+try:
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+except ImportError as err:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "molgnn.serve needs FastAPI and uvicorn: pip install 'molgnn[serve]'"
+    ) from err
+
 __all__ = ["create_app", "parse_xyz_text"]
 
 
@@ -76,9 +84,6 @@ def create_app(
         max_request_bytes: Largest accepted request body (default: 1 MB).
         max_molecules: Most molecules per request (default: ``1000``).
     """
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
-
     from molgnn.prediction import model_elements, predict
 
     app = FastAPI(title="molgnn", version=__version__)
