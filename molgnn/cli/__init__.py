@@ -20,6 +20,13 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 #: Command name -> module that implements it.
 COMMANDS: dict[str, str] = {
     "data": "molgnn.cli.data",
+    "train": "molgnn.cli.train",
+    "evaluate": "molgnn.cli.evaluate",
+    "predict": "molgnn.cli.predict",
+    "serve": "molgnn.cli.serve",
+    "online": "molgnn.cli.online",
+    "registry": "molgnn.cli.registry",
+    "tune": "molgnn.cli.tune",
 }
 
 

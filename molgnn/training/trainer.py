@@ -7,6 +7,7 @@ import math
 import random
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -366,7 +367,7 @@ class Trainer:
             found.update(int(v) for v in self.dataset[i].z.unique())
         return sorted(found)
 
-    def save(self, path: str, include_training_state: bool = True) -> None:
+    def save(self, path: str | Path, include_training_state: bool = True) -> None:
         """Write a checkpoint of the current weights (atomically); resumable by default."""
         payload = self._model_payload(
             self.model.state_dict(), self.history[-1] if self.history else {}
@@ -387,32 +388,42 @@ class Trainer:
             }
         save_checkpoint(payload, path)
 
-    def save_best(self, path: str, metrics: dict[str, Any]) -> None:
+    def save_best(self, path: str | Path, metrics: dict[str, Any]) -> None:
         """Write the best weights (no training state) with ``metrics``."""
         save_checkpoint(self._model_payload(self.best_state, metrics), path)
 
-    @classmethod
-    def resume(cls, path: str, dataset: Dataset | None = None, progress: bool = True) -> Trainer:
-        """Rebuild a trainer from a resumable checkpoint written by :meth:`save`."""
+    def load(self, path: str | Path) -> None:
+        """Restore, in place, the state :meth:`save` wrote (weights, optimiser, schedule, EMA,
+        early stopping, history and random states)."""
         payload = load_checkpoint(path)
         state = payload.get("training_state")
         if state is None:
+            raise ValueError(f"{path} has no training state; only last.ckpt files can be resumed")
+        self.model.load_state_dict(payload["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        if self.ema is not None and state["ema"] is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.epoch = int(state["epoch"])
+        self.best_val = float(state["best_val"])
+        self.best_epoch = int(state["best_epoch"])
+        self.bad_epochs = int(state["bad_epochs"])
+        self.elapsed = float(state["elapsed"])
+        self.history = list(state["history"])
+        self.best_state = state["best_state"]
+        _set_rng_state(state["rng"], self.generator)
+
+    @classmethod
+    def resume(
+        cls, path: str | Path, dataset: Dataset | None = None, progress: bool = True
+    ) -> Trainer:
+        """Rebuild a trainer from a resumable checkpoint written by :meth:`save`."""
+        payload = load_checkpoint(path)
+        if payload.get("training_state") is None:
             raise ValueError(f"{path} has no training state; only last.ckpt files can be resumed")
         config = TrainConfig.from_dict(payload["train_config"])
         split = payload["data"]["split"]
         splits = Splits(split["train"], split["val"], split["test"])
         trainer = cls(config, dataset=dataset, splits=splits, progress=progress)
-        trainer.model.load_state_dict(payload["state_dict"])
-        trainer.optimizer.load_state_dict(state["optimizer"])
-        trainer.schedule.load_state_dict(state["schedule"])
-        if trainer.ema is not None and state["ema"] is not None:
-            trainer.ema.load_state_dict(state["ema"])
-        trainer.epoch = int(state["epoch"])
-        trainer.best_val = float(state["best_val"])
-        trainer.best_epoch = int(state["best_epoch"])
-        trainer.bad_epochs = int(state["bad_epochs"])
-        trainer.elapsed = float(state["elapsed"])
-        trainer.history = list(state["history"])
-        trainer.best_state = state["best_state"]
-        _set_rng_state(state["rng"], trainer.generator)
+        trainer.load(path)
         return trainer

@@ -1,0 +1,372 @@
+"""Run a sweep: OptunaSearch (TPE) proposes, ASHA stops early, the best model is exported."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import ray
+from ray import tune
+from ray.tune.search.sample import Domain
+
+from molgnn.tune.backend import MolgnnBackend, TrialBackend
+from molgnn.tune.config import METRIC, MODE, SweepConfig, _is_uri
+from molgnn.tune.reporting import (
+    format_trials_table,
+    trial_records,
+    trials_table,
+    write_best_config,
+    write_optuna_plots,
+)
+from molgnn.tune.spaces import check_point_in_space, parse_space, search_space
+from molgnn.tune.trainable import CHECKPOINT_FILE, train_trial
+
+__all__ = [
+    "BEST_CHECKPOINT",
+    "BEST_CONFIG",
+    "SweepResult",
+    "resolve_space",
+    "run_sweep",
+    "trial_resources",
+    "validate_sweep",
+]
+
+#: The best model, in molgnn's checkpoint format, at ``<storage_path>/<name>/best.ckpt``.
+BEST_CHECKPOINT = "best.ckpt"
+#: The best trial's configuration, at ``<storage_path>/<name>/best_config.yaml``.
+BEST_CONFIG = "best_config.yaml"
+
+
+@dataclass
+class SweepResult:
+    """What :func:`run_sweep` returns.
+
+    Args:
+        config: The sweep configuration.
+        experiment_path: ``<storage_path>/<name>``.
+        results: Ray Tune's result grid.
+        table: One row per trial (see :func:`molgnn.tune.trials_table`).
+        records: Where and when each trial ran (see :func:`molgnn.tune.trial_records`).
+        best_config: The best trial's tuned values, or ``None`` when no trial reported.
+        best_val_mae_mev: Its best validation MAE in meV.
+        test_mae_mev: Its test MAE in meV, re-evaluated from the exported checkpoint.
+        best_checkpoint: Path or URI of the exported ``best.ckpt``.
+        plots: The PNG files written.
+        elapsed_s: Wall-clock seconds of the sweep.
+    """
+
+    config: SweepConfig
+    experiment_path: str
+    results: Any
+    table: pd.DataFrame
+    records: list[dict[str, Any]] = field(default_factory=list)
+    best_config: dict[str, Any] | None = None
+    best_val_mae_mev: float | None = None
+    test_mae_mev: float | None = None
+    best_checkpoint: str | None = None
+    plots: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    def summary(self) -> str:
+        """A text summary: the trial table, the best trial and where the exports are."""
+        lines = [
+            f"Sweep {self.config.name!r}: {len(self.table)} trials in {self.elapsed_s:.0f} s "
+            f"({self.experiment_path})",
+            format_trials_table(self.table),
+        ]
+        if self.best_config is not None:
+            lines.append(f"Best config: {self.best_config}")
+            lines.append(f"Best validation MAE: {self.best_val_mae_mev:.2f} meV")
+        if self.test_mae_mev is not None:
+            lines.append(f"Test MAE of the best trial: {self.test_mae_mev:.2f} meV")
+        if self.best_checkpoint is not None:
+            lines.append(f"Best model: {self.best_checkpoint} (open it with molgnn.load)")
+        lines.extend(f"Plot: {p}" for p in self.plots)
+        return "\n".join(lines)
+
+
+def resolve_space(config: SweepConfig, backend: TrialBackend | None = None) -> dict[str, Any]:
+    """The sweep's search space: ``config.space`` or the model kind's default.
+
+    Args:
+        config: The sweep configuration.
+        backend: Knows the model presets. (default: :class:`MolgnnBackend`)
+
+    Returns:
+        Field name -> Ray Tune distribution or fixed value.
+    """
+    if config.space is not None:
+        return parse_space(config.space)
+    backend = backend or MolgnnBackend()
+    return search_space(backend.model_kind(config.model))
+
+
+def _settings(config: SweepConfig) -> dict[str, Any]:
+    return {
+        "model": config.model,
+        "model_overrides": dict(config.model_overrides),
+        "train_overrides": dict(config.train_overrides),
+        "target": config.target,
+        "subset": config.subset,
+        "data_root": config.data_root,
+        "seed": config.seed,
+        "max_epochs": config.max_epochs,
+    }
+
+
+def validate_sweep(config: SweepConfig, backend: TrialBackend | None = None) -> dict[str, Any]:
+    """Check a sweep before Ray starts; returns its search space.
+
+    Every tuned or fixed field must be a field of the model's config or of
+    :class:`~molgnn.training.TrainConfig`; a sample of the space, the fixed overrides and each
+    point to evaluate are applied with :func:`dataclasses.replace`, so a typo or a value the
+    config rejects fails here with a :class:`ValueError`.
+
+    Args:
+        config: The sweep configuration.
+        backend: Checks the trial configurations. (default: :class:`MolgnnBackend`)
+
+    Returns:
+        The search space.
+    """
+    backend = backend or MolgnnBackend()
+    space = resolve_space(config, backend)
+    if not any(isinstance(v, Domain) for v in space.values()):
+        raise ValueError(f"the search space tunes nothing: {space}")
+    settings = _settings(config)
+    sample = {k: (v.sample() if isinstance(v, Domain) else v) for k, v in space.items()}
+    backend.check_trial_config(settings, sample)
+    for point in config.points_to_evaluate:
+        check_point_in_space(point, space)
+        backend.check_trial_config(settings, {**sample, **point})
+    return space
+
+
+def trial_resources(config: SweepConfig, cluster: Mapping[str, float]) -> tuple[dict, int]:
+    """Resources of one trial and how many trials can run at once.
+
+    Args:
+        config: The sweep configuration.
+        cluster: :func:`ray.cluster_resources` (``"CPU"``, ``"GPU"``).
+
+    Returns:
+        ``({"cpu": ..., "gpu": ...}, max_concurrent_trials)``.
+    """
+    total_cpus = float(cluster.get("CPU", 0.0))
+    total_gpus = float(cluster.get("GPU", 0.0))
+    gpus = config.gpus_per_trial
+    if gpus is None:
+        gpus = 1.0 if total_gpus > 0 else 0.0
+    if gpus > 0 and total_gpus == 0:
+        raise ValueError(
+            f"gpus_per_trial={gpus} but the Ray cluster has no GPUs; use --gpus-per-trial 0"
+        )
+    if gpus > total_gpus:
+        raise ValueError(f"gpus_per_trial={gpus} exceeds the cluster's {total_gpus:g} GPUs")
+    if config.cpus_per_trial > total_cpus:
+        raise ValueError(
+            f"cpus_per_trial={config.cpus_per_trial:g} exceeds the cluster's {total_cpus:g} CPUs"
+        )
+    limit = math.floor(total_cpus / config.cpus_per_trial + 1e-9)
+    if gpus > 0:
+        limit = min(limit, math.floor(total_gpus / gpus + 1e-9))
+    if config.max_concurrent_trials is not None:
+        limit = min(limit, config.max_concurrent_trials)
+    return {"cpu": config.cpus_per_trial, "gpu": gpus}, max(1, limit)
+
+
+def _trial_dirname(trial: Any) -> str:
+    """Short trial folder names (Ray's default spells out the whole config)."""
+    return f"trial_{trial.trial_id}"
+
+
+def _init_ray(config: SweepConfig) -> bool:
+    """Start or join Ray unless already connected; returns whether this call connected."""
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": config.verbose > 0}
+    if config.address is not None:
+        kwargs["address"] = config.address
+    else:
+        kwargs["num_cpus"] = config.num_cpus
+        kwargs["num_gpus"] = config.num_gpus
+    ray.init(**kwargs)
+    return True
+
+
+def _export_best(
+    config: SweepConfig,
+    results: Any,
+    table: pd.DataFrame,
+    space: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    dataset: Any,
+    backend: TrialBackend,
+    out: SweepResult,
+) -> None:
+    finished = table.dropna(subset=["best_val_mae_mev"])
+    if not len(finished):
+        print("No trial reported a validation MAE: nothing to export.")
+        return
+    best_row = finished.iloc[0]
+    best = next(r for r in results if r.path == best_row["path"])
+    checkpoint = best.get_best_checkpoint(METRIC, MODE)
+    tuned = {k: best.config[k] for k, v in space.items() if isinstance(v, Domain)}
+    out.best_config = tuned
+    out.best_val_mae_mev = float(best_row["best_val_mae_mev"])
+    with tempfile.TemporaryDirectory(prefix="molgnn-export-") as tmp:
+        export_dir = Path(tmp) / "export"
+        export_dir.mkdir()
+        if checkpoint is not None:
+            checkpoint.to_directory(str(Path(tmp) / "ckpt"))
+            best_ckpt = export_dir / BEST_CHECKPOINT
+            shutil.copyfile(Path(tmp) / "ckpt" / CHECKPOINT_FILE, best_ckpt)
+            test_mae = backend.evaluate_checkpoint(best_ckpt, settings, dataset, split="test")
+            out.test_mae_mev = 1000.0 * test_mae
+        model_cfg, train_cfg = backend.resolved_configs(settings, dict(best.config))
+        write_best_config(
+            export_dir / BEST_CONFIG,
+            {
+                "trial": best_row["trial"],
+                "tuned": tuned,
+                "best_val_mae_mev": out.best_val_mae_mev,
+                "test_mae_mev": out.test_mae_mev,
+                "model": model_cfg,
+                "train": train_cfg,
+            },
+        )
+        plots = write_optuna_plots(table, space, export_dir, seed=config.seed)
+        names = [p.name for p in plots]
+        if _is_uri(config.experiment_path):
+            import pyarrow.fs
+
+            pyarrow.fs.copy_files(str(export_dir), config.experiment_path)
+            target = config.experiment_path.rstrip("/") + "/"
+        else:
+            dest = Path(config.experiment_path)
+            dest.mkdir(parents=True, exist_ok=True)
+            for item in export_dir.iterdir():
+                tmp_dest = dest / (item.name + ".tmp")
+                shutil.copyfile(item, tmp_dest)
+                tmp_dest.replace(dest / item.name)  # atomic on one filesystem
+            target = str(dest) + "/"
+    if checkpoint is not None:
+        out.best_checkpoint = target + BEST_CHECKPOINT
+    out.plots = [target + n for n in names]
+
+
+def run_sweep(config: SweepConfig, backend: TrialBackend | None = None) -> SweepResult:
+    """Run (or resume) a sweep and export its best model.
+
+    Starts a local Ray instance, or joins the cluster at ``config.address``; prepares the
+    dataset once and hands it to the trials through Ray's object store; samples
+    configurations with Optuna's seeded, multivariate TPE (after ``points_to_evaluate``);
+    stops weak trials with ASHA on the validation MAE; records failed trials without stopping
+    the sweep; and with ``config.resume`` continues a killed sweep with ``Tuner.restore``
+    without rerunning finished trials. At the end it writes ``best.ckpt`` (open it with
+    ``molgnn.load``), ``best_config.yaml`` and the Optuna plots next to the experiment.
+
+    Args:
+        config: The sweep configuration.
+        backend: Builds and evaluates the trials' training runs; the default,
+            :class:`MolgnnBackend`, trains molgnn models with :mod:`molgnn.training`.
+            (default: :obj:`None`)
+
+    Returns:
+        The trial table, the best configuration and where the exports are.
+    """
+    from optuna.samplers import TPESampler
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    backend = backend or MolgnnBackend()
+    space = validate_sweep(config, backend)
+    settings = _settings(config)
+    path = config.experiment_path
+    if not _is_uri(path):
+        Path(config.storage_path).mkdir(parents=True, exist_ok=True)
+    exists = tune.Tuner.can_restore(path)
+    if config.resume and not exists:
+        raise ValueError(f"--resume: no sweep to resume at {path}")
+    if not config.resume and exists:
+        raise ValueError(
+            f"a sweep already exists at {path}; resume it with --resume or pick another --name"
+        )
+
+    started = time.time()
+    connected = _init_ray(config)
+    try:
+        resources, concurrency = trial_resources(config, ray.cluster_resources())
+        dataset = backend.prepare_dataset(settings)
+        trainable = tune.with_resources(
+            tune.with_parameters(train_trial, settings=settings, backend=backend, dataset=dataset),
+            resources,
+        )
+        if config.resume:
+            tuner = tune.Tuner.restore(
+                path, trainable=trainable, resume_unfinished=True, resume_errored=False
+            )
+        else:
+            searcher = OptunaSearch(
+                metric=METRIC,
+                mode=MODE,
+                points_to_evaluate=[dict(p) for p in config.points_to_evaluate] or None,
+                sampler=TPESampler(seed=config.seed, multivariate=True),
+            )
+            scheduler = ASHAScheduler(
+                time_attr="epoch",
+                metric=METRIC,
+                mode=MODE,
+                max_t=config.max_epochs,
+                grace_period=config.grace_period,
+                reduction_factor=config.reduction_factor,
+            )
+            tuner = tune.Tuner(
+                trainable,
+                param_space=space,
+                tune_config=tune.TuneConfig(
+                    search_alg=searcher,
+                    scheduler=scheduler,
+                    num_samples=config.num_samples,
+                    max_concurrent_trials=concurrency,
+                    time_budget_s=config.time_budget_s,
+                    trial_dirname_creator=_trial_dirname,
+                    trial_name_creator=_trial_dirname,
+                ),
+                run_config=tune.RunConfig(
+                    name=config.name,
+                    storage_path=config.storage_path,
+                    failure_config=tune.FailureConfig(
+                        max_failures=config.max_failures, fail_fast=False
+                    ),
+                    checkpoint_config=tune.CheckpointConfig(
+                        num_to_keep=1,
+                        checkpoint_score_attribute=METRIC,
+                        checkpoint_score_order=MODE,
+                    ),
+                    verbose=config.verbose,
+                ),
+            )
+        results = tuner.fit()
+        table = trials_table(results, space, config.max_epochs)
+        out = SweepResult(
+            config=config,
+            experiment_path=path,
+            results=results,
+            table=table,
+            records=trial_records(results),
+        )
+        if config.export:
+            _export_best(config, results, table, space, settings, dataset, backend, out)
+        out.elapsed_s = time.time() - started
+        return out
+    finally:
+        if connected:
+            ray.shutdown()
