@@ -1,3 +1,5 @@
-"""molgnn.interop."""
+"""Interoperability with other libraries' models."""
 
-__all__: list[str] = []
+from molgnn.interop.torchmdnet import config_from_torchmdnet_args, from_torchmdnet
+
+__all__ = ["config_from_torchmdnet_args", "from_torchmdnet"]

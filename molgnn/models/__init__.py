@@ -10,14 +10,20 @@ from molgnn.models.factory import (
     model_config,
 )
 from molgnn.models.model import MolecularModel
+from molgnn.models.pooled_gnn import CONVS, PooledGNN, PooledGNNConfig, PooledGNNEncoder, PooledHead
 
 __all__ = [
+    "CONVS",
     "MODEL_CONFIGS",
     "PRESETS",
     "ETConfig",
     "EquivariantTransformer",
     "ModelConfig",
     "MolecularModel",
+    "PooledGNN",
+    "PooledGNNConfig",
+    "PooledGNNEncoder",
+    "PooledHead",
     "build_model",
     "edge_geometry",
     "model_config",

@@ -152,13 +152,21 @@ class EquivariantTransformer(nn.Module):
         edge_weight: Tensor | None = None,
         edge_vec: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Atom features. A given ``edge_index`` is reused (self loops are added);
-        ``edge_weight``/``edge_vec`` are always recomputed from ``pos`` so forces stay exact.
+        """Scalar and vector atom features.
+
+        A given ``edge_index`` (e.g. from :class:`~molgnn.transforms.RadiusGraph`) is reused:
+        pairs outside the cutoffs are dropped and self loops added. ``edge_weight`` and
+        ``edge_vec`` are accepted for the model contract but always recomputed from ``pos``, so
+        forces stay exact.
         """
+        given = edge_index is not None
         edge_index = self.graph(z, pos, batch, edge_index)
         length, unit = edge_geometry(pos, edge_index)
-        if self.cutoff_lower > 0:
-            keep = (length >= self.cutoff_lower) | (edge_index[0] == edge_index[1])
+        if self.cutoff_lower > 0 or given:
+            # Keep pairs in [cutoff_lower, cutoff_upper) (a precomputed graph may have been built
+            # with a larger cutoff) and every self loop.
+            inside = (length >= self.cutoff_lower) & (length < self.cutoff_upper)
+            keep = inside | (edge_index[0] == edge_index[1])
             edge_index, length, unit = edge_index[:, keep], length[keep], unit[keep]
         rbf = self.distance_expansion(length)  # [E, R]
         x = self.embedding(z)  # [N, C]

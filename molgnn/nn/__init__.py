@@ -13,6 +13,7 @@ from molgnn.nn.heads import (
     Scalar,
 )
 from molgnn.nn.mlp import MLP
+from molgnn.nn.pool import POOLS, GlobalPool
 from molgnn.nn.prior import Atomref
 from molgnn.nn.radial import RBFS, CosineCutoff, ExpNormalSmearing, GaussianSmearing
 from molgnn.nn.radius import radius_graph
@@ -22,6 +23,7 @@ __all__ = [
     "ACTIVATIONS",
     "HEADS",
     "MLP",
+    "POOLS",
     "RBFS",
     "Atomref",
     "CosineCutoff",
@@ -32,6 +34,7 @@ __all__ = [
     "ExpNormalSmearing",
     "GatedEquivariantBlock",
     "GaussianSmearing",
+    "GlobalPool",
     "NeighborEmbedding",
     "OutputHead",
     "Scalar",

@@ -48,6 +48,8 @@ class EquivariantMultiHeadAttention(nn.Module):
         cutoff_lower: Lower cutoff in Å (default: ``0.0``).
         cutoff_upper: Upper cutoff in Å (default: ``5.0``).
         vector_cutoff: Apply the cutoff to the values (default: ``False``).
+        layer_norm: Layer-normalise ``x`` before the projections, as in the paper
+            (default: ``True``).
 
     Shapes:
         - **input:** x ``[N, C]``, vec ``[N, 3, C]``, edge_index ``[2, E]``,
@@ -66,6 +68,7 @@ class EquivariantMultiHeadAttention(nn.Module):
         cutoff_lower: float = 0.0,
         cutoff_upper: float = 5.0,
         vector_cutoff: bool = False,
+        layer_norm: bool = True,
     ) -> None:
         super().__init__()
         if distance_influence not in DISTANCE_INFLUENCE:
@@ -82,7 +85,8 @@ class EquivariantMultiHeadAttention(nn.Module):
         self.head_dim = hidden_channels // num_heads
         self.distance_influence = distance_influence
         self.vector_cutoff = vector_cutoff
-        self.layernorm = nn.LayerNorm(hidden_channels)
+        self.layer_norm = layer_norm
+        self.layernorm = nn.LayerNorm(hidden_channels) if layer_norm else nn.Identity()
         self.act = make_activation(activation)
         self.attn_activation = make_activation(attn_activation)
         self.cutoff = CosineCutoff(cutoff_lower, cutoff_upper)
@@ -100,7 +104,8 @@ class EquivariantMultiHeadAttention(nn.Module):
 
     def reset_parameters(self) -> None:
         """Layer norm reset; Xavier-uniform projections with zero biases."""
-        self.layernorm.reset_parameters()
+        if isinstance(self.layernorm, nn.LayerNorm):
+            self.layernorm.reset_parameters()
         for lin in (self.q_proj, self.k_proj, self.v_proj, self.o_proj, self.vec_proj,
                     self.dk_proj, self.dv_proj):  # fmt: skip
             if lin is not None:
@@ -177,5 +182,5 @@ class EquivariantMultiHeadAttention(nn.Module):
         return (
             f"{self.__class__.__name__}(hidden_channels={self.hidden_channels}, "
             f"num_heads={self.num_heads}, distance_influence={self.distance_influence!r}, "
-            f"vector_cutoff={self.vector_cutoff})"
+            f"vector_cutoff={self.vector_cutoff}, layer_norm={self.layer_norm})"
         )

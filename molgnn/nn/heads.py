@@ -179,8 +179,6 @@ def _centred(pos: Tensor, z: Tensor, batch: Tensor, masses: Tensor) -> Tensor:
 
 
 class DipoleMoment(Scalar):
-    atomic_mass: Tensor
-
     r"""Dipole moment from learned atomic charges.
 
     :math:`\boldsymbol\mu = \sum_i q_i (\mathbf{r}_i - \mathbf{r}_\text{cm})`.
@@ -198,6 +196,8 @@ class DipoleMoment(Scalar):
         - **pre_reduce:** ``[N, 3]``
         - **output:** ``[B, 1]`` or ``[B, 3]``
     """
+
+    atomic_mass: Tensor
 
     def __init__(
         self, hidden_channels: int, activation: str = "silu", vector: bool = False, max_z: int = 100
@@ -217,8 +217,6 @@ class DipoleMoment(Scalar):
 
 
 class EquivariantDipoleMoment(EquivariantScalar):
-    atomic_mass: Tensor
-
     r"""Dipole moment from atomic charges and atomic dipoles (gated equivariant blocks).
 
     :math:`\boldsymbol\mu = \sum_i q_i (\mathbf{r}_i - \mathbf{r}_\text{cm}) + \vec{\boldsymbol\mu}_i`.
@@ -234,6 +232,8 @@ class EquivariantDipoleMoment(EquivariantScalar):
         - **pre_reduce:** ``[N, 3]``
         - **output:** ``[B, 1]`` or ``[B, 3]``
     """
+
+    atomic_mass: Tensor
 
     def __init__(
         self, hidden_channels: int, activation: str = "silu", vector: bool = False, max_z: int = 100

@@ -13,8 +13,6 @@ __all__ = ["Atomref"]
 
 
 class Atomref(nn.Module):
-    initial: Tensor
-
     r"""Adds per-element reference values: :math:`y_b \mathrel{+}= \sum_{i \in b} E_\text{ref}(z_i)`.
 
     With QM9's isolated-atom energies (:meth:`from_qm9`) a model of U0 only has to learn the
@@ -30,6 +28,8 @@ class Atomref(nn.Module):
         - **input:** z ``[N]``, batch ``[N]``
         - **output:** ``[B, 1]``
     """
+
+    initial: Tensor
 
     def __init__(
         self,

@@ -70,8 +70,8 @@ def _apply(value: Tensor, kind: str, rot: Tensor, perm: Tensor) -> Tensor:
 
 def assert_equivariant(
     fn: Callable[[Tensor, Tensor, Tensor], Outputs],
-    z: Tensor,
-    pos: Tensor,
+    z: Any,
+    pos: Tensor | None = None,
     batch: Tensor | None = None,
     kinds: Mapping[str, str] | str = "scalar",
     rotations: bool = True,
@@ -87,7 +87,8 @@ def assert_equivariant(
 
     Args:
         fn: Function of ``(z [N], pos [N, 3], batch [N])`` returning a tensor, a tuple or a dict.
-        z: Atomic numbers ``[N]``.
+        z: Atomic numbers ``[N]``, or a PyG ``Data``/``Batch`` carrying ``z``, ``pos`` and
+            optionally ``batch`` (then leave ``pos`` and ``batch`` out).
         pos: Positions ``[N, 3]`` (cast to float64 for the check).
         batch: Molecule index per atom (default: one molecule).
         kinds: One kind for all outputs, or a kind per output name (dict keys, or
@@ -105,6 +106,13 @@ def assert_equivariant(
         AssertionError: naming the output, the operation and the largest deviation.
         ValueError: for an unknown kind or an output without the declared shape.
     """
+    if not isinstance(z, Tensor):
+        if pos is not None or not hasattr(z, "z") or not hasattr(z, "pos"):
+            raise ValueError("pass either tensors (z, pos[, batch]) or one Data with z and pos")
+        z, pos, batch = z.z, z.pos, getattr(z, "batch", None)
+    if pos is None or pos.shape != (z.numel(), 3):
+        found = None if pos is None else list(pos.shape)
+        raise ValueError(f"pos must have shape [{z.numel()}, 3], got {found}")
     gen = torch.Generator().manual_seed(seed)
     n = z.numel()
     batch = torch.zeros(n, dtype=torch.long) if batch is None else batch
@@ -154,8 +162,8 @@ def assert_equivariant(
 
 def assert_invariant(
     fn: Callable[[Tensor, Tensor, Tensor], Outputs],
-    z: Tensor,
-    pos: Tensor,
+    z: Any,
+    pos: Tensor | None = None,
     batch: Tensor | None = None,
     per_atom: bool = False,
     **kwargs: Any,

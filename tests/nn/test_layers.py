@@ -85,6 +85,21 @@ def test_attention_options_and_errors():
             torch.randn(6, 8), torch.zeros(6, 3, 8), ei, length, torch.rand(ei.size(1), 4), unit
         )
         assert dx.shape == (6, 8) and dvec.shape == (6, 3, 8)
+    # layer_norm=False: the scalars go into the projections as they are
+    x = torch.randn(6, 8)
+    edge_attr = torch.rand(ei.size(1), 4)
+    plain = EquivariantMultiHeadAttention(8, 4, "both", 2, layer_norm=False)
+    normed = EquivariantMultiHeadAttention(8, 4, "both", 2)
+    normed.load_state_dict(plain.state_dict(), strict=False)
+    vec0 = torch.zeros(6, 3, 8)
+    out_plain = plain(x, vec0, ei, length, edge_attr, unit)[0]
+    out_normed = normed(x, vec0, ei, length, edge_attr, unit)[0]
+    same_input = normed(normed.layernorm(x), vec0, ei, length, edge_attr, unit)[0]
+    assert not torch.allclose(out_plain, out_normed)
+    assert torch.allclose(
+        plain(normed.layernorm(x), vec0, ei, length, edge_attr, unit)[0], same_input, atol=1e-5
+    )
+    assert "layer_norm=False" in repr(plain)
     with pytest.raises(ValueError, match="distance_influence"):
         EquivariantMultiHeadAttention(8, 4, "queries", 2)
     with pytest.raises(ValueError, match="divisible"):

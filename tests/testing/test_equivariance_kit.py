@@ -51,3 +51,27 @@ def test_kit_catches_broken_functions():
         assert_equivariant(cross, mol.z, mol.pos, kinds="vector", permutations=False, trials=8)
     with pytest.raises(ValueError, match="kind"):
         assert_equivariant(lambda z, pos, b: pos, mol.z, mol.pos, kinds="tensor")
+
+
+def test_kit_takes_a_data_object_and_checks_batches():
+    from torch_geometric.data import Batch
+
+    mols = [random_molecule(n, seed=n, dtype=torch.float64) for n in (3, 5)]
+    data = Batch.from_data_list(mols)
+
+    def per_molecule_radius(z, pos, batch):
+        centre = torch.zeros(2, 3, dtype=pos.dtype).index_add_(0, batch, pos)
+        centre = centre / torch.bincount(batch, minlength=2).unsqueeze(1)
+        dist = (pos - centre[batch]).norm(dim=1, keepdim=True)
+        return torch.zeros(2, 1, dtype=pos.dtype).index_add_(0, batch, dist)
+
+    assert_invariant(per_molecule_radius, data)
+    assert_invariant(per_molecule_radius, mols[0])
+
+    def leaks_across_molecules(z, pos, batch):  # uses the first atom of the whole batch
+        return per_molecule_radius(z, pos, batch) + pos[0].norm()
+
+    with pytest.raises(AssertionError):
+        assert_invariant(leaks_across_molecules, data)
+    with pytest.raises(ValueError, match="pos must have shape"):
+        assert_invariant(per_molecule_radius, data.z, data.pos[:2])
