@@ -26,6 +26,27 @@ def _check_inputs(pos: Tensor, r: float, batch: Tensor | None) -> Tensor:
     return batch.long()
 
 
+def _single_molecule(pos: Tensor, r: float, loop: bool, max_num_neighbors: int | None) -> Tensor:
+    """Dense path for one small molecule: all pairwise distances at once."""
+    n = pos.size(0)
+    diff = pos.unsqueeze(0) - pos.unsqueeze(1)  # [N, N, 3]: row i (centre), column j (neighbour)
+    d2 = (diff * diff).sum(-1)
+    keep = d2 < r * r
+    if not loop:
+        keep.fill_diagonal_(False)
+    if max_num_neighbors is not None and n > max_num_neighbors:
+        counts = keep.sum(1)
+        if int(counts.max()) > max_num_neighbors:
+            masked = torch.where(keep, d2, torch.full_like(d2, float("inf")))
+            # Stable sort by distance, ties by index, keep the first k of each centre.
+            order = torch.sort(masked, dim=1, stable=True).indices[:, :max_num_neighbors]
+            limited = torch.zeros_like(keep)
+            limited.scatter_(1, order, True)
+            keep &= limited
+    centre, neighbour = keep.nonzero(as_tuple=True)  # sorted by centre, then neighbour
+    return torch.stack([neighbour, centre])
+
+
 def radius_graph(
     pos: Tensor,
     r: float,
@@ -67,6 +88,8 @@ def radius_graph(
     device = pos.device
     if n == 0:
         return torch.empty(2, 0, dtype=torch.long, device=device)
+    if n <= 256 and bool((batch == batch[0]).all()):
+        return _single_molecule(pos, float(r), loop, max_num_neighbors)
 
     # Sort atoms by molecule so that every molecule is one contiguous block.
     unsorted = bool((batch[1:] < batch[:-1]).any()) if n > 1 else False
