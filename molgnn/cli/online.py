@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-__all__ = ["add_parser"]
+__all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers: Any) -> None:
@@ -61,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, batch_size=args.batch_size, lr=args.lr, data_root=args.data_root,
         max_chunks=args.max_chunks,
     )  # fmt: skip
-    store = run_online(config, verbose=not args.quiet)
+    try:
+        store = run_online(config, verbose=not args.quiet)
+    except KeyboardInterrupt:
+        print("\ninterrupted; the store is consistent: run the same command to continue")
+        return 130
     print(f"{len(store.versions())} data versions, {len(store.models())} models in {args.store}")
     return 0

@@ -1,22 +1,44 @@
-"""``molgnn registry list|show|best|lineage``: read an online store's model registry."""
+"""``molgnn registry``: read an online store's model registry and data versions.
+
+Actions: ``list`` (all models), ``show ID``, ``best`` (lowest validation MAE),
+``lineage ID`` (the model and its warm-start ancestors, newest first), ``versions``,
+``manifest VERSION`` (the manifest whose SHA-256 is the version id) and ``verify``
+(consistency check; exit code 1 on problems). ``--json`` prints one JSON object per line.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
-__all__ = ["add_parser"]
+__all__ = ["add_parser", "run"]
+
+_ACTIONS = ("list", "show", "best", "lineage", "versions", "manifest", "verify")
 
 
 def add_parser(subparsers: Any) -> None:
     """Register ``molgnn registry``."""
-    p = subparsers.add_parser("registry", help="inspect the model registry of an online store")
-    p.add_argument("action", choices=("list", "show", "best", "lineage", "versions"))
-    p.add_argument("model_id", nargs="?", type=int, help="model id (show, lineage)")
-    p.add_argument("--store", required=True)
-    p.add_argument("--json", action="store_true", help="one JSON object per model")
+    p = subparsers.add_parser(
+        "registry",
+        help="inspect the model registry and data versions of an online store",
+        description=__doc__,
+    )
+    p.add_argument("action", choices=_ACTIONS)
+    p.add_argument("ref", nargs="?", help="model id (show, lineage) or data version (manifest)")
+    p.add_argument("--store", required=True, help="the store folder of `molgnn online`")
+    p.add_argument("--json", action="store_true", help="machine-readable: one object per line")
     p.set_defaults(func=run)
+
+
+def _model_id(action: str, ref: str | None) -> int:
+    if ref is None:
+        raise ValueError(f"registry {action} needs a model id")
+    try:
+        return int(ref)
+    except ValueError:
+        raise ValueError(f"registry {action}: model ids are integers, got {ref!r}") from None
 
 
 def _row(m: Any, sizes: dict[str, int]) -> str:
@@ -30,42 +52,70 @@ def _row(m: Any, sizes: dict[str, int]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``molgnn registry``."""
+    """Run ``molgnn registry``; returns the exit code."""
     from pathlib import Path
 
     from molgnn.online import Store
 
     if not (Path(args.store) / "store.sqlite").is_file():
-        raise FileNotFoundError(f"no online store at {args.store}")
+        raise FileNotFoundError(f"no online store at {args.store} (no store.sqlite there)")
     store = Store(args.store)
-    sizes = {v.id: v.size for v in store.versions()}
+    try:
+        return _run(store, args)
+    finally:
+        store.close()
+
+
+def _run(store: Any, args: argparse.Namespace) -> int:
+    versions = store.versions()
+    sizes = {v.id: v.size for v in versions}
     if args.action == "versions":
-        versions = store.versions()
-        if args.json:
-            for v in versions:
+        for v in versions:
+            if args.json:
                 print(json.dumps(v.__dict__))
-        else:
-            for v in versions:
-                print(f"{v.seq:>4}  {v.id[:12]}  parent {str(v.parent)[:12]:>12}  {v.size:>7}")
+            else:
+                parent = v.parent[:12] if v.parent else "-"
+                print(f"{v.seq:>4}  {v.id[:12]}  parent {parent:>12}  {v.size:>7} molecules")
         return 0
-    if args.action in ("show", "lineage") and args.model_id is None:
-        raise ValueError(f"registry {args.action} needs a model id")
+    if args.action == "manifest":
+        if args.ref is None:
+            raise ValueError("registry manifest needs a data version id (a unique prefix will do)")
+        sys.stdout.write(store.manifest_text(store.get_version(args.ref)))
+        return 0
+    if args.action == "verify":
+        problems = store.verify()
+        if args.json:
+            print(json.dumps({"ok": not problems, "problems": problems}))
+        else:
+            for problem in problems:
+                print(problem)
+            print(
+                "ok" if not problems else f"{len(problems)} problem(s)",
+                f"({len(versions)} data versions, {len(store.models())} models)",
+            )
+        return 0 if not problems else 1
     if args.action == "list":
         models = store.models()
     elif args.action == "best":
         best = store.best_model()
         models = [best] if best else []
     elif args.action == "show":
-        models = [store.get_model(args.model_id)]
+        models = [store.get_model(_model_id("show", args.ref))]
     else:
-        models = store.lineage(args.model_id)
+        models = store.lineage(_model_id("lineage", args.ref))
     if args.json:
         for m in models:
             print(json.dumps({**m.to_dict(), "data_size": sizes.get(m.data_version)}))
         return 0
-    if args.action == "show" and models:
-        for key, value in models[0].to_dict().items():
+    if args.action == "show":
+        for key, value in {
+            **models[0].to_dict(),
+            "data_size": sizes.get(models[0].data_version),
+        }.items():
             print(f"{key:>18}: {value}")
+        return 0
+    if not models:
+        print("no models registered yet")
         return 0
     print(
         f"{'id':>4}  {'data version':12}  {'size':>7}  {'val MAE':>10}  {'test MAE':>10}  "

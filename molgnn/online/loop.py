@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
-import tempfile
+import shutil
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ import torch
 from torch_geometric.data import Data, InMemoryDataset
 
 from molgnn.online.store import ModelRecord, Store
-from molgnn.online.stream import DataStream
+from molgnn.online.stream import DataStream, molecule_id
 from molgnn.online.triggers import GrowthTrigger, RetrainTrigger
 from molgnn.online.versions import DataVersion
 
@@ -21,11 +23,19 @@ __all__ = ["ListDataset", "OnlineConfig", "plot_learning_curve", "run_online", "
 
 
 class ListDataset(InMemoryDataset):
-    """An in-memory PyG dataset made from a list of ``Data`` objects."""
+    """An in-memory PyG dataset made from a list of ``Data`` objects.
 
-    def __init__(self, data_list: list[Data]) -> None:
+    Args:
+        data_list: The molecules.
+        version: The data version they come from, recorded in checkpoints (default: ``None``).
+    """
+
+    def __init__(self, data_list: list[Data], version: str | None = None) -> None:
+        if not data_list:
+            raise ValueError("a ListDataset needs at least one molecule")
         super().__init__(None)
         self.data, self.slices = self.collate(data_list)
+        self.version = version
 
 
 @dataclass(frozen=True)
@@ -71,9 +81,15 @@ class OnlineConfig:
     max_chunks: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("initial", "chunk", "val", "test", "epochs"):
+        for name in ("initial", "chunk", "val", "test", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not (self.growth > 0 and math.isfinite(self.growth)):
+            raise ValueError(f"growth must be a positive fraction, got {self.growth}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.max_chunks is not None and self.max_chunks < 0:
+            raise ValueError(f"max_chunks must be non-negative, got {self.max_chunks}")
         if self.val + self.test + self.initial > self.subset:
             raise ValueError(
                 f"val ({self.val}) + test ({self.test}) + initial ({self.initial}) exceed the "
@@ -94,22 +110,36 @@ def train_on_version(
 ) -> ModelRecord:
     """Train a model on one data version and register it.
 
-    The checkpoint is written atomically, renamed to ``models/<sha256>.ckpt``, and only then
-    registered in one transaction.
+    Trains on the version's molecules and validates and tests on the store's fixed held-out
+    molecules. With ``config.warm_start`` and a ``parent``, training starts from the parent's
+    weights (and keeps its standardisation); otherwise from a fresh model. The checkpoint is
+    written atomically, renamed to ``models/<sha256>.ckpt``, and only then registered, in one
+    transaction.
+
+    Args:
+        store: The store (hold its :meth:`~molgnn.online.Store.lock`).
+        version: The data version to train on.
+        config: The loop's settings.
+        parent: The latest registered model, or ``None``.
+        verbose: Print one line per epoch (default: ``True``).
+
+    Returns:
+        The registered model.
     """
     from molgnn.training import TrainConfig, Trainer, file_sha256, load
     from molgnn.training.data import Splits
 
     train = store.molecules("train", version)
     val, test = store.molecules("val"), store.molecules("test")
-    dataset = ListDataset(train + val + test)
+    dataset = ListDataset(train + val + test, version=version.id)
     n_train, n_val = len(train), len(val)
     splits = Splits(
         torch.arange(n_train),
         torch.arange(n_train, n_train + n_val),
         torch.arange(n_train + n_val, len(dataset)),
     )
-    with tempfile.TemporaryDirectory(dir=store.root) as work:
+    work = store.work_dir()
+    try:
         train_config = TrainConfig(
             model=config.model,
             model_overrides=dict(config.model_overrides),
@@ -120,7 +150,7 @@ def train_on_version(
             batch_size=config.batch_size,
             lr=config.lr,
             warmup_steps=min(200, max(1, config.epochs * n_train // config.batch_size // 4)),
-            out_dir=work,
+            out_dir=str(work),
         )
         warm = config.warm_start and parent is not None
         model = load(store.root / parent.checkpoint) if warm and parent is not None else None
@@ -139,11 +169,16 @@ def train_on_version(
                 )
         final = {**trainer.history[trainer.best_epoch - 1], **trainer.test()}
         final["data_size"] = version.size
+        final["train_seconds"] = trainer.elapsed
+        final["epochs_run"] = trainer.epoch
         tmp_path = Path(work) / "model.ckpt"
         trainer.save_best(str(tmp_path), final)
         digest = file_sha256(tmp_path)
         target = store.root / "models" / f"{digest}.ckpt"
         os.replace(tmp_path, target)
+        _fsync_dir(target.parent)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     hyper = {
         k: v
         for k, v in dataclasses.asdict(train_config).items()
@@ -161,32 +196,83 @@ def train_on_version(
     )
 
 
-def plot_learning_curve(store: Store, path: Path) -> Path | None:
-    """Test MAE against data size of the registered models, as PNG (needs matplotlib)."""
+def _fsync_dir(path: Path) -> None:
+    """Make a rename inside ``path`` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - Windows
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def plot_learning_curve(store: Store, path: str | Path, verbose: bool = True) -> Path | None:
+    """Plot test MAE against training-set size of the registered models as a PNG.
+
+    Warm-started and from-scratch models are drawn as two series. The file is written
+    atomically. Needs matplotlib (``pip install 'molgnn[plot]'``).
+
+    Args:
+        store: The store whose registry to plot.
+        path: The PNG to write.
+        verbose: Say so when matplotlib is missing (default: ``True``).
+
+    Returns:
+        The path written, or ``None`` without matplotlib or without registered models.
+    """
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("the learning-curve plot needs matplotlib: pip install 'molgnn[plot]'")
+        if verbose:
+            print("skipping the learning-curve plot: it needs matplotlib (pip install matplotlib)")
         return None
-    models = store.models()
-    sizes = {v.id: v.size for v in store.versions()}
+    models = [m for m in store.models() if m.test_mae is not None]
     if not models:
         return None
+    path = Path(path)
+    sizes = {v.id: v.size for v in store.versions()}
+    unit = _unit(str(models[-1].hyperparameters.get("target", "")))
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot([sizes[m.data_version] for m in models], [m.test_mae for m in models], marker="o")
-    ax.set(xlabel="training molecules", ylabel="test MAE", title="learning curve")
+    for warm, label, marker in ((False, "from scratch", "s"), (True, "warm start", "o")):
+        series = [m for m in models if m.warm_start == warm]
+        if series:
+            ax.plot(
+                [sizes[m.data_version] for m in series],
+                [m.test_mae for m in series],
+                marker=marker,
+                label=label,
+            )
+    ax.set(
+        xlabel="training molecules",
+        ylabel=f"test MAE ({unit})" if unit else "test MAE",
+        title="learning curve",
+    )
+    ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
+    os.replace(tmp, path)
     return path
+
+
+def _unit(target: str) -> str:
+    from molgnn.data.keys import get_target
+
+    try:
+        return get_target(target).unit
+    except ValueError:
+        return ""
 
 
 def run_online(
     config: OnlineConfig,
-    source: Any = None,
+    source: Sequence[Data] | Iterable[Data] | None = None,
     trigger: RetrainTrigger | None = None,
     verbose: bool = True,
 ) -> Store:
@@ -196,68 +282,127 @@ def run_online(
     trained on the newest version and registered. The loop can be killed at any moment and
     started again with the same settings: it resumes from the store's committed state.
 
+    The first ``config.val + config.test`` molecules of the seeded order (for an iterator
+    source: the first ones it yields) are held out once as fixed validation and test sets.
+    An iterator source must yield the same molecules again from the start when the loop is
+    restarted (e.g. by re-reading a workflow's output folder); the molecules already
+    ingested are skipped.
+
     Args:
         config: The loop's settings.
-        source: The dataset to stream (default: the QM9 subset of ``config``).
+        source: The molecules to stream: a dataset or an iterable of labelled ``Data``
+            (default: the QM9 subset of ``config``).
         trigger: Retraining policy (default: ``GrowthTrigger(config.growth)``).
         verbose: Print progress (default: ``True``).
 
     Returns:
         The store.
+
+    Raises:
+        ValueError: if the store was made with other data settings, another process is
+            writing to it, or the source holds too few molecules.
     """
     store = Store(config.store)
-    store.check_settings(config.data_settings())
-    removed = store.clean_orphans()
-    if removed and verbose:
-        print(f"removed {len(removed)} unregistered checkpoint(s) left by an interrupted run")
-    trigger = trigger or GrowthTrigger(config.growth)
-    if source is None:
-        from molgnn.data import QM9
-        from molgnn.training.data import default_data_root
+    with store.lock():
+        store.check_settings(config.data_settings())
+        removed = store.clean_orphans()
+        if removed and verbose:
+            print(f"removed {len(removed)} leftover file(s) of an interrupted run", flush=True)
+        trigger = trigger or GrowthTrigger(config.growth)
+        if source is None:
+            from molgnn.data import QM9
+            from molgnn.training.data import default_data_root
 
-        root = Path(config.data_root) if config.data_root else default_data_root() / "qm9"
-        source = QM9(str(root.resolve()), target=config.target, limit=config.subset)
-    held = DataStream.order_of(len(source), config.seed)[: config.val + config.test]
-    if not store.get_state("held_out"):
-        val = [(_mid(source, i), source[i]) for i in held[: config.val]]
-        test = [(_mid(source, i), source[i]) for i in held[config.val :]]
-        store.hold_out(val, test)
-    stream = DataStream(source, chunk_size=config.chunk, seed=config.seed, exclude=held)
-    stream.skip(int(store.get_state("cursor", 0)))
+            root = Path(config.data_root) if config.data_root else default_data_root() / "qm9"
+            source = QM9(str(root.resolve()), target=config.target, limit=config.subset)
+        stream = _open_stream(store, config, source)
+        _loop(store, stream, config, trigger, verbose)
+        plot_learning_curve(store, store.root / "learning_curve.png", verbose=verbose)
+    return store
+
+
+def _open_stream(store: Store, config: OnlineConfig, source: Any) -> DataStream:
+    """The stream positioned after the store's committed cursor, with the held-out sets stored."""
+    n_held = config.val + config.test
+    cursor = store.get_state("cursor")
+    if hasattr(source, "__len__") and hasattr(source, "__getitem__"):
+        if len(source) < n_held + config.initial:
+            raise ValueError(
+                f"the source holds {len(source)} molecules; val + test + initial need "
+                f"{n_held + config.initial}"
+            )
+        held = DataStream.order_of(len(source), config.seed)[:n_held]
+        if not store.get_state("held_out"):
+            pairs = [(molecule_id(source[i], i), source[i]) for i in held]
+            store.hold_out(pairs[: config.val], pairs[config.val :])
+        stream = DataStream(source, chunk_size=config.chunk, seed=config.seed, exclude=held)
+        stream.skip(int(cursor or 0))
+        return stream
+    stream = DataStream(source, chunk_size=config.chunk)
+    if store.get_state("held_out"):
+        stream.skip(int(cursor) if cursor is not None else n_held)
+    else:
+        pairs = stream.next_chunk(n_held)
+        if len(pairs) < n_held:
+            raise ValueError(
+                f"the source ended after {len(pairs)} molecules; val + test need {n_held}"
+            )
+        store.hold_out(pairs[: config.val], pairs[config.val :])
+        if cursor is not None:
+            stream.skip(int(cursor) - n_held)
+    return stream
+
+
+def _due(
+    store: Store, trigger: RetrainTrigger, latest: DataVersion, model: ModelRecord | None
+) -> bool:
+    """Whether ``trigger`` asks for a model on ``latest`` (never twice for one version)."""
+    if model is None:
+        return trigger.should_retrain(latest.size, None)
+    if model.data_version == latest.id:
+        return False
+    return trigger.should_retrain(latest.size, store.get_version(model.data_version).size)
+
+
+def _loop(
+    store: Store,
+    stream: DataStream,
+    config: OnlineConfig,
+    trigger: RetrainTrigger,
+    verbose: bool,
+) -> None:
     chunks = 0
     while True:
         latest = store.latest_version()
-        size = 0 if latest is None else latest.size
         model = store.latest_model()
-        trained_size = None
-        if model is not None:
-            trained_size = store.get_version(model.data_version).size
-        if latest is not None and model is not None and model.data_version == latest.id:
-            trained_size = size
-        if latest is not None and trigger.should_retrain(size, trained_size):
+        if latest is not None and _due(store, trigger, latest, model):
             if verbose:
-                print(f"retraining on version {latest.id[:12]} ({size} molecules)", flush=True)
+                print(
+                    f"retraining on version {latest.id[:12]} ({latest.size} molecules)", flush=True
+                )
             record = train_on_version(store, latest, config, model, verbose)
+            plot_learning_curve(store, store.root / "learning_curve.png", verbose=False)
             if verbose:
-                print(f"registered model {record.id}: test MAE {record.test_mae:.4g}", flush=True)
+                print(
+                    f"registered model {record.id}: val MAE {record.val_mae:.4g}, "
+                    f"test MAE {record.test_mae:.4g}",
+                    flush=True,
+                )
             continue
         if config.max_chunks is not None and chunks >= config.max_chunks:
-            break
+            if verbose:
+                print(f"stopping after {chunks} chunk(s) (--max-chunks)", flush=True)
+            return
         chunk = stream.next_chunk(config.initial if latest is None else None)
         if not chunk:
-            break
+            if verbose:
+                print("the source is exhausted", flush=True)
+            return
         version = store.ingest(chunk, stream.position)
         chunks += 1
         if verbose and version is not None:
             print(
-                f"ingested {len(chunk)} molecules: version {version.id[:12]} ({version.size})",
+                f"ingested {len(chunk)} molecules: version {version.id[:12]} "
+                f"({version.size} molecules)",
                 flush=True,
             )
-    plot_learning_curve(store, store.root / "learning_curve.png")
-    return store
-
-
-def _mid(source: Any, index: int) -> str:
-    from molgnn.online.stream import molecule_id
-
-    return molecule_id(source[index], index)

@@ -9,7 +9,10 @@ is an orphan that :meth:`Store.clean_orphans` removes.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -63,7 +66,22 @@ CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 @dataclass(frozen=True)
 class ModelRecord:
-    """One registered model."""
+    """One registered model.
+
+    Attributes:
+        id: Registry id (1, 2, ...).
+        data_version: Id of the data version the model was trained on.
+        checkpoint: Checkpoint path, relative to the store's folder.
+        checkpoint_sha256: SHA-256 of the checkpoint file.
+        parent_model: Id of the model it was warm-started from, or ``None``.
+        warm_start: Whether training started from ``parent_model``'s weights.
+        config: The model config (``build_model(config)`` rebuilds the architecture).
+        hyperparameters: The training settings.
+        val_mae: Validation MAE on the fixed validation molecules (target units).
+        test_mae: Test MAE on the fixed test molecules (target units).
+        metrics: All final metrics (``data_size`` included).
+        created: Unix time of registration.
+    """
 
     id: int
     data_version: str
@@ -113,14 +131,57 @@ class Store:
         (self.root / "models").mkdir(exist_ok=True)
         self.path = self.root / "store.sqlite"
         self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.executescript(_SCHEMA)
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as err:
+            self.db.close()
+            raise ValueError(f"{self.path} is not a usable online store database: {err}") from None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         """Close the database."""
         self.db.close()
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the store's writer lock (one running loop per store).
+
+        The lock is an advisory ``flock`` on ``.lock`` that the operating system releases when
+        the process dies, so a killed run never leaves a stale lock. Without ``fcntl``
+        (Windows) this does nothing.
+
+        Raises:
+            ValueError: if another process holds the lock.
+        """
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            yield
+            return
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ValueError(
+                    f"another process is writing to the store {self.root} "
+                    "(a running `molgnn online`?); wait for it or stop it first"
+                ) from None
+            yield
+        finally:
+            os.close(fd)
+
+    def work_dir(self) -> Path:
+        """A fresh scratch folder inside the store, removed by :meth:`clean_orphans` if left."""
+        return Path(tempfile.mkdtemp(prefix=".work-", dir=self.root))
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -183,9 +244,9 @@ class Store:
             The new version, or ``None`` for an empty chunk or one whose molecules are all
             already present.
         """
-        latest = self.latest_version()
-        seq = 0 if latest is None else latest.seq + 1
         with self.transaction() as db:
+            latest = self.latest_version()
+            seq = 0 if latest is None else latest.seq + 1
             added = 0
             for mol_id, data in chunk:
                 if db.execute("SELECT 1 FROM molecules WHERE mol_id = ?", (mol_id,)).fetchone():
@@ -239,6 +300,8 @@ class Store:
 
     def molecules(self, role: str, version: DataVersion | None = None) -> list[Data]:
         """Molecules of a role (``train`` limited to ``version``), ordered by id."""
+        if role not in ("train", "val", "test"):
+            raise ValueError(f"unknown role {role!r}; roles: train, val, test")
         if role == "train":
             if version is None:
                 raise ValueError("the training molecules need a data version")
@@ -350,14 +413,84 @@ class Store:
         return chain
 
     def clean_orphans(self) -> list[Path]:
-        """Delete checkpoint files no registry row refers to (left by a kill); returns them."""
+        """Delete what a killed run left: unregistered checkpoints and scratch folders.
+
+        Call it only while holding :meth:`lock` (another running loop's files would look
+        like orphans).
+
+        Returns:
+            The paths removed.
+        """
         referenced = {self.root / m.checkpoint for m in self.models()}
         removed = []
-        for path in (self.root / "models").iterdir():
+        for path in sorted((self.root / "models").iterdir()):
             if path not in referenced:
-                path.unlink()
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
                 removed.append(path)
+        for path in sorted(self.root.glob(".work-*")):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
         return removed
+
+    def manifest_text(self, version: DataVersion) -> str:
+        """The manifest as text, one ``<molecule id>\\t<sha256>`` line per molecule.
+
+        Its SHA-256 is the version id (``sha256sum`` of this text gives ``version.id``), so a
+        manifest committed to git or tracked by DVC can be checked without molgnn.
+        """
+        return "".join(f"{mol_id}\t{mol_hash}\n" for mol_id, mol_hash in self.manifest(version))
+
+    def verify(self, checkpoints: bool = True) -> list[str]:
+        """Check the store's consistency; returns the problems found (empty when healthy).
+
+        Checks SQLite's ``integrity_check``, that versions form one chain (``seq`` 0, 1, ...,
+        each the parent of the next, growing in size), that each version id is the hash of its
+        manifest, that every model's data version exists and, with ``checkpoints``, that every
+        registered checkpoint exists and has the registered SHA-256.
+        """
+        from molgnn.training.checkpoint import file_sha256
+
+        problems = []
+        status = self.integrity_check()
+        if status != "ok":
+            problems.append(f"SQLite integrity_check: {status}")
+        previous: DataVersion | None = None
+        for k, version in enumerate(self.versions()):
+            if version.seq != k:
+                problems.append(f"version {version.id[:12]} has seq {version.seq}, expected {k}")
+            expected_parent = previous.id if previous is not None else None
+            if version.parent != expected_parent:
+                problems.append(
+                    f"version {version.id[:12]} has parent {version.parent}, "
+                    f"expected {expected_parent}"
+                )
+            manifest = self.manifest(version)
+            if version_id(manifest) != version.id:
+                problems.append(f"version {version.id[:12]} does not match its manifest's hash")
+            if len(manifest) != version.size:
+                problems.append(
+                    f"version {version.id[:12]} says {version.size} molecules, "
+                    f"its manifest has {len(manifest)}"
+                )
+            if previous is not None and version.size <= previous.size:
+                problems.append(f"version {version.id[:12]} is not larger than its parent")
+            previous = version
+        known = {v.id for v in self.versions()}
+        for model in self.models():
+            if model.data_version not in known:
+                problems.append(f"model {model.id} refers to unknown version {model.data_version}")
+            if model.parent_model is not None and model.parent_model >= model.id:
+                problems.append(f"model {model.id} has a later parent {model.parent_model}")
+            if checkpoints:
+                path = self.root / model.checkpoint
+                if not path.is_file():
+                    problems.append(f"model {model.id}: checkpoint {path} is missing")
+                elif file_sha256(path) != model.checkpoint_sha256:
+                    problems.append(f"model {model.id}: checkpoint {path} has another SHA-256")
+        return problems
 
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check`` (``"ok"`` when healthy)."""

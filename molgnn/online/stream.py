@@ -27,10 +27,17 @@ class DataStream:
 
     Works over any indexable dataset (QM9 by default in ``molgnn online``) or over a user's own
     iterator of labelled ``Data`` molecules (``z``, ``pos``, ``y``; optional ``mol_id``).
+    Chunks come on demand (:meth:`next_chunk`) or, iterating, every ``interval`` seconds.
+
+    ```python
+    stream = DataStream(QM9(root, limit=2000), chunk_size=[500, 100], seed=0)
+    first = stream.next_chunk()  # 500 (molecule id, Data) pairs, then 100 at a time
+    ```
 
     Args:
         source: A dataset (indexable, with ``len``) or an iterable of ``Data``.
-        chunk_size: Molecules per chunk (default: ``100``).
+        chunk_size: Molecules per chunk, or a schedule of successive chunk sizes whose last
+            entry repeats (default: ``100``).
         seed: Seed of the release order for datasets; ``None`` keeps the source order
             (default: ``0``). Iterables are always released in their own order.
         interval: Seconds to wait between chunks when iterating, to simulate arrival over time
@@ -41,16 +48,19 @@ class DataStream:
     def __init__(
         self,
         source: Sequence[Data] | Iterable[Data],
-        chunk_size: int = 100,
+        chunk_size: int | Sequence[int] = 100,
         seed: int | None = 0,
         interval: float = 0.0,
         exclude: Sequence[int] = (),
     ) -> None:
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+        schedule = [chunk_size] if isinstance(chunk_size, int) else [int(c) for c in chunk_size]
+        if not schedule or min(schedule) < 1:
+            raise ValueError(f"chunk sizes must be at least 1, got {chunk_size}")
         if interval < 0:
             raise ValueError(f"interval must be non-negative, got {interval}")
         self.chunk_size = chunk_size
+        self.schedule = schedule
+        self.chunks_released = 0
         self.seed = seed
         self.interval = interval
         self.position = 0
@@ -66,6 +76,8 @@ class DataStream:
             excluded = set(int(i) for i in exclude)
             self.order = [int(i) for i in order if int(i) not in excluded]
         else:
+            if len(exclude):
+                raise ValueError("exclude needs an indexable dataset, not an iterator source")
             self._iterator = iter(source)
             self.order = []
 
@@ -78,6 +90,8 @@ class DataStream:
 
     def skip(self, count: int) -> None:
         """Skip ``count`` molecules (used to resume a stream from a store's cursor)."""
+        if count < 0:
+            raise ValueError(f"cannot skip a negative number of molecules ({count})")
         if self._dataset is not None:
             self.position = min(len(self.order), self.position + count)
         else:
@@ -92,8 +106,15 @@ class DataStream:
         return len(self.order) - self.position if self._dataset is not None else None
 
     def next_chunk(self, size: int | None = None) -> list[tuple[str, Data]]:
-        """Release the next chunk as ``(molecule id, Data)`` pairs; empty when exhausted."""
-        size = self.chunk_size if size is None else size
+        """Release the next chunk as ``(molecule id, Data)`` pairs; empty when exhausted.
+
+        Args:
+            size: Molecules in this chunk (default: the next size of the schedule).
+        """
+        if size is None:
+            size = self.schedule[min(self.chunks_released, len(self.schedule) - 1)]
+        if size < 1:
+            raise ValueError(f"a chunk needs at least 1 molecule, got {size}")
         chunk: list[tuple[str, Data]] = []
         if self._dataset is not None:
             for pos in self.order[self.position : self.position + size]:
@@ -105,6 +126,8 @@ class DataStream:
                     break
                 chunk.append((molecule_id(item, self.position + k), item))
         self.position += len(chunk)
+        if chunk:
+            self.chunks_released += 1
         return chunk
 
     def __iter__(self) -> Iterator[list[tuple[str, Data]]]:

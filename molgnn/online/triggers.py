@@ -17,7 +17,9 @@ class RetrainTrigger(Protocol):
     version of the latest model, or ``None`` when no model exists yet.
     """
 
-    def should_retrain(self, size: int, trained_size: int | None) -> bool: ...
+    def should_retrain(self, size: int, trained_size: int | None) -> bool:
+        """Whether to train a new model now."""
+        ...
 
 
 class GrowthTrigger:
@@ -31,8 +33,8 @@ class GrowthTrigger:
     """
 
     def __init__(self, fraction: float = 0.25) -> None:
-        if not fraction > 0:
-            raise ValueError(f"fraction must be positive, got {fraction}")
+        if not (fraction > 0 and math.isfinite(fraction)):
+            raise ValueError(f"fraction must be a positive finite number, got {fraction}")
         self.fraction = fraction
         self._ratio = 1 + Fraction(str(fraction))
 
@@ -41,6 +43,7 @@ class GrowthTrigger:
         return math.ceil(trained_size * self._ratio)
 
     def should_retrain(self, size: int, trained_size: int | None) -> bool:
+        """Whether ``size`` molecules call for a new model after one on ``trained_size``."""
         if trained_size is None:
             return size > 0
         return size >= self.threshold(trained_size)
@@ -53,6 +56,7 @@ class EveryChunkTrigger:
     """Retrain whenever any new data has arrived."""
 
     def should_retrain(self, size: int, trained_size: int | None) -> bool:
+        """Whether any molecule arrived since the latest model's data version."""
         return size > (trained_size or 0)
 
     def __repr__(self) -> str:

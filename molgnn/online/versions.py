@@ -16,7 +16,22 @@ def molecule_hash(mol_id: str, data: Data) -> str:
     """SHA-256 of a molecule's id and contents, identical on every machine.
 
     Hashes the id, ``z`` as little-endian int64, and ``pos`` and ``y`` as little-endian
-    float64, each prefixed by its shape.
+    float64, each prefixed by its shape, so float32 and float64 copies of the same values
+    hash alike.
+
+    Args:
+        mol_id: The molecule's id.
+        data: The molecule, with ``z``, ``pos`` and ``y``.
+
+    Returns:
+        64 hexadecimal digits.
+
+    Raises:
+        ValueError: if ``data`` lacks ``z``, ``pos`` or ``y``.
+
+    Shapes:
+        - **input:** ``z`` ``[N]``, ``pos`` ``[N, 3]``, ``y`` ``[1, T]`` (any shape is hashed
+          as it is)
     """
     digest = hashlib.sha256()
     digest.update(mol_id.encode())
@@ -33,8 +48,15 @@ def molecule_hash(mol_id: str, data: Data) -> str:
 def version_id(members: Iterable[tuple[str, str]]) -> str:
     """Id of the data made of ``(molecule id, molecule hash)`` pairs: SHA-256 of its manifest.
 
-    The manifest is sorted by id, so the id depends only on the data, never on the order of
-    arrival, the parent or the time.
+    The manifest is the text of one ``<molecule id>\\t<molecule hash>`` line per molecule,
+    sorted by id, so the id depends only on the data, never on the order of arrival, the parent
+    or the time.
+
+    Args:
+        members: ``(molecule id, molecule hash)`` pairs, in any order.
+
+    Returns:
+        64 hexadecimal digits.
     """
     digest = hashlib.sha256()
     for mol_id, mol_hash in sorted(members):

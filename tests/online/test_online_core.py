@@ -1,7 +1,11 @@
+import hashlib
 import sqlite3
 
+import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch_geometric.data import Data
 
 from molgnn.online import DataStream, GrowthTrigger, Store, molecule_hash, version_id
@@ -27,8 +31,9 @@ def test_growth_trigger_fires_at_exactly_the_right_size(fraction, trained, first
     assert trigger.should_retrain(1, None) and not trigger.should_retrain(0, None)
     assert not trigger.should_retrain(first_firing - 1, trained)
     assert trigger.should_retrain(first_firing, trained)
-    with pytest.raises(ValueError):
-        GrowthTrigger(0)
+    for bad in (0, -0.5, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="fraction"):
+            GrowthTrigger(bad)
 
 
 def test_version_ids_are_content_addressed():
@@ -42,7 +47,17 @@ def test_version_ids_are_content_addressed():
         pos=torch.tensor([[0.0, 0, 0], [1.0, 0, 0]]),
         y=torch.tensor([[2.5]]),
     )
-    assert molecule_hash("a", fixed) == molecule_hash("a", fixed.clone())
+    expected = "2ec840cbde84d9bcb512abdef4e6a98d9e9f94da24e88858833b247440fb15b4"
+    assert molecule_hash("a", fixed) == expected
+    # ... and it is the documented serialisation, recomputed independently.
+    digest = hashlib.sha256(b"a")
+    digest.update(b"z(2,)" + np.array([6, 1], "<i8").tobytes())
+    digest.update(b"pos(2, 3)" + np.array([[0, 0, 0], [1, 0, 0]], "<f8").tobytes())
+    digest.update(b"y(1, 1)" + np.array([[2.5]], "<f8").tobytes())
+    assert digest.hexdigest() == expected
+    # float32 or float64 coordinates of the same values give the same hash
+    assert molecule_hash("a", Data(z=fixed.z.int(), pos=fixed.pos.double(), y=fixed.y)) == expected
+    assert version_id([("a", expected)]) == hashlib.sha256(f"a\t{expected}\n".encode()).hexdigest()
     changed = fixed.clone()
     changed.pos[1, 0] = 1.0001
     assert molecule_hash("a", changed) != molecule_hash("a", fixed)
@@ -63,6 +78,25 @@ def test_stream_is_seeded_and_resumable():
     assert len(held.next_chunk()) == 18
     it = DataStream(iter(mols[:5]), chunk_size=2)
     assert [len(c) for c in it] == [2, 2, 1]
+    mine = DataStream(iter(mols[:3]), chunk_size=5)
+    assert [mid for mid, _ in mine.next_chunk()] == ["qm9-1", "qm9-2", "qm9-3"]
+
+
+def test_stream_schedule_and_errors():
+    mols = labelled(20)
+    sizes = [len(c) for c in DataStream(mols, chunk_size=[8, 3, 5], seed=1)]
+    assert sizes == [8, 3, 5, 4]
+    stream = DataStream(mols, chunk_size=4, seed=1)
+    assert len(stream.next_chunk(7)) == 7 and stream.remaining == 13
+    for bad in (0, [3, 0], []):
+        with pytest.raises(ValueError, match="chunk sizes"):
+            DataStream(mols, chunk_size=bad)
+    with pytest.raises(ValueError, match="interval"):
+        DataStream(mols, interval=-1)
+    with pytest.raises(ValueError, match="exclude"):
+        DataStream(iter(mols), exclude=[1])
+    with pytest.raises(ValueError, match="negative"):
+        stream.skip(-1)
 
 
 def test_store_versions_parents_and_integrity(tmp_path):
@@ -142,3 +176,50 @@ def test_store_refuses_changed_settings(tmp_path):
     store.check_settings({"subset": 100, "seed": 0})
     with pytest.raises(ValueError, match="subset"):
         store.check_settings({"subset": 200, "seed": 0})
+
+
+def test_verify_finds_tampering_and_lock_is_exclusive(tmp_path):
+    mols = labelled(12)
+    store = Store(tmp_path / "s")
+    store.ingest([(f"m{i}", m) for i, m in enumerate(mols[:6])], 6)
+    v2 = store.ingest([(f"m{i}", m) for i, m in enumerate(mols) if i >= 6], 12)
+    ckpt = tmp_path / "s" / "models" / "a.ckpt"
+    ckpt.write_bytes(b"weights")
+    store.register_model(v2.id, ckpt, hashlib.sha256(b"weights").hexdigest(), None, False,
+                         {}, {}, {"val_mae": 1.0})  # fmt: skip
+    assert store.verify() == []
+    assert hashlib.sha256(store.manifest_text(v2).encode()).hexdigest() == v2.id
+    ckpt.write_bytes(b"other weights")
+    assert any("another SHA-256" in p for p in store.verify())
+    ckpt.unlink()
+    assert any("missing" in p for p in store.verify())
+    store.db.execute("UPDATE molecules SET hash = 'x' WHERE mol_id = 'm7'")
+    assert any("manifest" in p for p in store.verify(checkpoints=False))
+    with pytest.raises(ValueError, match="role"):
+        store.molecules("training")
+    with store.lock():
+        other = Store(tmp_path / "s")
+        with pytest.raises(ValueError, match="another process"), other.lock():
+            pass
+    with other.lock():  # released
+        pass
+
+
+@settings(max_examples=60, deadline=None)
+@given(percent=st.integers(1, 300), trained=st.integers(1, 5000))
+def test_growth_trigger_threshold_is_exact(percent, trained):
+    # integer arithmetic only: the smallest n with n >= trained * (1 + percent / 100)
+    expected = -(-trained * (100 + percent) // 100)
+    trigger = GrowthTrigger(percent / 100)
+    assert trigger.threshold(trained) == expected
+    assert trigger.should_retrain(expected, trained)
+    assert not trigger.should_retrain(expected - 1, trained)
+
+
+def test_store_rejects_a_file_that_is_not_a_database(tmp_path):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "store.sqlite").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(ValueError, match="not a usable online store"):
+        Store(tmp_path / "s")
+    with Store(tmp_path / "ok") as store:
+        assert store.integrity_check() == "ok"

@@ -1,0 +1,148 @@
+#!/usr/bin/env python
+"""Test MAE (meV) of the HOMO-LUMO gap reached under a fixed wall-clock training budget.
+
+Trains molgnn's small ET and the pooled GNN (and, with ``--compare``, torchmd-net 3.x's ET of the
+same size) with one shared loop: same QM9 subset and split, same batches, AdamW, MSE on
+standardised targets, for ``--budget`` seconds each; then reports the test MAE.
+
+    python benchmarks/accuracy_budget.py --budget 120 --subset 5000 --compare
+
+Prints a table and writes JSON (default: benchmarks/results/accuracy_budget.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch_geometric.loader import DataLoader
+
+SMALL = {"hidden_channels": 128, "num_layers": 4, "num_heads": 8, "num_rbf": 32}
+
+
+def build(name: str) -> torch.nn.Module:
+    if name == "molgnn-et-small":
+        from molgnn.models import build_model
+
+        return build_model("et-small")
+    if name == "molgnn-pooled":
+        from molgnn.models import build_model
+
+        return build_model("pooled")
+    from torchmdnet.models.model import create_model
+
+    return create_model(
+        dict(
+            model="equivariant-transformer",
+            embedding_dimension=SMALL["hidden_channels"],
+            num_layers=SMALL["num_layers"],
+            num_rbf=SMALL["num_rbf"],
+            rbf_type="expnorm",
+            trainable_rbf=False,
+            activation="silu",
+            attn_activation="silu",
+            neighbor_embedding=True,
+            num_heads=SMALL["num_heads"],
+            distance_influence="both",
+            cutoff_lower=0.0,
+            cutoff_upper=5.0,
+            max_z=100,
+            max_num_neighbors=64,
+            vector_cutoff=True,
+            output_model="Scalar",
+            reduce_op="sum",
+            prior_model=None,
+            derivative=False,
+            atom_filter=-1,
+            precision=32,
+        )
+    )
+
+
+def predict(model: torch.nn.Module, batch: Any) -> torch.Tensor:
+    out = model(batch.z, batch.pos, batch.batch)
+    return out[0] if isinstance(out, tuple) else out
+
+
+def run(
+    name: str, data: Any, split: tuple, budget: float, batch_size: int, lr: float, seed: int
+) -> dict[str, Any]:
+    torch.manual_seed(seed)
+    model = build(name)
+    train_idx, _, test_idx = split
+    y_train = data._data.y[train_idx]
+    mean, std = y_train.mean(), y_train.std()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    loader = DataLoader(data[train_idx], batch_size=batch_size, shuffle=True, generator=gen)
+    steps, start = 0, time.perf_counter()
+    model.train()
+    while time.perf_counter() - start < budget:
+        for batch in loader:
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.mse_loss(predict(model, batch), (batch.y - mean) / std)
+            loss.backward()
+            opt.step()
+            steps += 1
+            if time.perf_counter() - start >= budget:
+                break
+    model.eval()
+    errors = []
+    with torch.no_grad():
+        for batch in DataLoader(data[test_idx], batch_size=128):
+            errors.append((predict(model, batch) * std + mean - batch.y).abs())
+    mae = torch.cat(errors).mean().item() * 1000
+    return {
+        "model": name,
+        "test_mae_mev": mae,
+        "steps": steps,
+        "molecules_seen": steps * batch_size,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--budget", type=float, default=120.0, help="seconds of training per model")
+    p.add_argument("--subset", type=int, default=5000)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compare", action="store_true", help="also train torchmd-net 3.x's ET")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "accuracy_budget.json"))
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    from molgnn.data import QM9, split_indices
+    from molgnn.training.data import default_data_root
+
+    data = QM9(str(default_data_root() / "qm9"), target="gap", limit=args.subset, progress=False)
+    split = tuple(torch.as_tensor(s) for s in split_indices(len(data), 0.8, 0.1, seed=1))
+    names = ["molgnn-et-small", "molgnn-pooled"] + (
+        ["torchmd-net-et-small"] if args.compare else []
+    )
+    rows = []
+    for name in names:
+        row = run(name, data, split, args.budget, args.batch_size, args.lr, args.seed)
+        rows.append(row)
+        print(
+            f"{name:<22} test MAE {row['test_mae_mev']:8.1f} meV after {row['steps']} steps "
+            f"({row['molecules_seen']} molecules) in {args.budget:.0f} s",
+            flush=True,
+        )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {"budget_s": args.budget, "subset": args.subset, "threads": args.threads, "rows": rows},
+            indent=2,
+        )
+    )
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
