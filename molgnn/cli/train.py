@@ -14,7 +14,7 @@ def add_parser(subparsers: Any) -> None:
         "train",
         help="train a model on QM9",
         description=(
-            "Train a model. With no arguments: the small Equivariant Transformer on a 3,000-"
+            "Train a model. With no arguments: the small Equivariant Transformer on a 2,000-"
             "molecule QM9 subset for the HOMO-LUMO gap, a few minutes on a 2-core CPU; it prints "
             "the test MAE in meV."
         ),

@@ -33,7 +33,7 @@ class TrainConfig:
         target: QM9 target name (default: ``"gap"``, in eV).
         data_root: Folder of the processed dataset (default: molgnn's data cache).
         subset: Use the first ``subset`` molecules of QM9; ``None`` for all 130,831
-            (default: ``3000``).
+            (default: ``2000``).
         train_size: Training molecules, a count or a fraction (default: ``0.8``).
         val_size: Validation molecules, a count or a fraction (default: ``0.1``).
         test_size: Test molecules; ``None`` takes the rest (default: ``None``).
@@ -46,7 +46,7 @@ class TrainConfig:
         lr_factor: ReduceLROnPlateau factor (default: ``0.8``).
         lr_patience: ReduceLROnPlateau patience in epochs (default: ``5``).
         lr_min: Smallest learning rate (default: ``1e-7``).
-        epochs: Most epochs (default: ``8``).
+        epochs: Most epochs (default: ``6``).
         early_stopping_patience: Epochs without validation improvement before stopping
             (default: ``150``).
         max_time: Stop after this many seconds of training, ``None`` for no limit.
@@ -67,7 +67,7 @@ class TrainConfig:
     model_overrides: dict[str, Any] = field(default_factory=dict)
     target: str = "gap"
     data_root: str | None = None
-    subset: int | None = 3000
+    subset: int | None = 2000
     train_size: float = 0.8
     val_size: float = 0.1
     test_size: float | None = None
@@ -80,7 +80,7 @@ class TrainConfig:
     lr_factor: float = 0.8
     lr_patience: int = 5
     lr_min: float = 1e-7
-    epochs: int = 8
+    epochs: int = 6
     early_stopping_patience: int = 150
     max_time: float | None = None
     loss: str = "mse"
