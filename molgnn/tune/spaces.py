@@ -55,8 +55,8 @@ ET_SEARCH_SPACE: dict[str, Any] = {
 #: The pooled GNN's search space: message-passing layer, pooling, width, depth, dropout and
 #: learning rate.
 POOLED_SEARCH_SPACE: dict[str, Any] = {
-    "conv": tune.choice(["gcn", "gin", "gat", "sage"]),
-    "pool": tune.choice(["sum", "mean", "max", "attention"]),
+    "conv": tune.choice(["gine", "nnconv", "gatv2", "pna"]),
+    "pool": tune.choice(["sum", "mean", "max", "attention", "set2set"]),
     "hidden_channels": tune.choice([32, 64, 128, 256]),
     "num_layers": tune.choice([2, 3, 4, 5, 6]),
     "dropout": tune.uniform(0.0, 0.3),
