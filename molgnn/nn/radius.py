@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -9,42 +11,125 @@ __all__ = ["radius_graph"]
 
 # Upper bound on the candidate pairs held in memory at once (about 200 MB of float32 work).
 _MAX_PAIRS_PER_CHUNK = 1 << 23
+# The padded (dense) search is used while padding wastes at most this factor of pair slots.
+_MAX_PADDING_WASTE = 4
 
 
-def _check_inputs(pos: Tensor, r: float, batch: Tensor | None) -> Tensor:
+def _check_inputs(pos: Tensor, r: float, batch: Tensor | None) -> None:
     if pos.dim() != 2 or pos.size(1) != 3:
         raise ValueError(f"pos must have shape [N, 3], got {list(pos.shape)}")
     if not r > 0:
         raise ValueError(f"the radius must be positive, got {r}")
-    if pos.numel() and not torch.isfinite(pos).all():
+    # One reduction is cheaper than isfinite(); NaN and inf always make the sum non-finite.
+    if pos.numel() and not math.isfinite(float(pos.detach().sum())):
         bad = (~torch.isfinite(pos)).any(dim=1).nonzero().flatten()[:5].tolist()
-        raise ValueError(f"pos contains NaN or infinite coordinates (atoms {bad})")
-    if batch is None:
-        return torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
-    if batch.shape != (pos.size(0),):
-        raise ValueError(f"batch must have shape [{pos.size(0)}], got {list(batch.shape)}")
-    return batch.long()
+        if bad:
+            raise ValueError(f"pos contains NaN or infinite coordinates (atoms {bad})")
+    if batch is not None:
+        if batch.shape != (pos.size(0),):
+            raise ValueError(f"batch must have shape [{pos.size(0)}], got {list(batch.shape)}")
+        if batch.is_floating_point() or batch.is_complex() or batch.dtype == torch.bool:
+            raise ValueError(f"batch must hold integer molecule indices, got {batch.dtype}")
+        if batch.numel() and int(batch.min()) < 0:
+            raise ValueError("batch must not contain negative molecule indices")
 
 
-def _single_molecule(pos: Tensor, r: float, loop: bool, max_num_neighbors: int | None) -> Tensor:
-    """Dense path for one small molecule: all pairwise distances at once."""
-    n = pos.size(0)
-    diff = pos.unsqueeze(0) - pos.unsqueeze(1)  # [N, N, 3]: row i (centre), column j (neighbour)
-    d2 = (diff * diff).sum(-1)
-    keep = d2 < r * r
+def _truncate(keep: Tensor, d2: Tensor, k: int) -> Tensor:
+    """Keep the ``k`` nearest candidates of each row of ``keep`` (ties: lower column first)."""
+    masked = torch.where(keep, d2, torch.full_like(d2, float("inf")))
+    order = torch.sort(masked, dim=-1, stable=True).indices[..., :k]
+    nearest = torch.zeros_like(keep).scatter_(-1, order, True)
+    return keep & nearest
+
+
+def _dense(
+    pos: Tensor,
+    r2: float,
+    loop: bool,
+    k: int | None,
+    batch: Tensor | None,
+    counts: Tensor | None,
+    width: int,
+) -> Tensor:
+    """Search with all molecules padded to ``width`` atoms: one ``[B, M, M]`` distance block.
+
+    ``batch`` must be sorted (or ``None`` for one molecule). Returns ``[2, E]`` sorted by centre.
+    """
+    if batch is None or counts is None:
+        padded = pos.unsqueeze(0)  # [1, N, 3]
+        valid = None
+        start = None
+    else:
+        start = torch.cumsum(counts, 0) - counts  # first atom of each molecule, [B]
+        local = torch.arange(pos.size(0), device=pos.device) - start[batch]  # [N]
+        padded = pos.new_zeros(counts.numel(), width, 3)
+        padded[batch, local] = pos
+        valid = torch.zeros(counts.numel(), width, dtype=torch.bool, device=pos.device)
+        valid[batch, local] = True
+    diff = padded.unsqueeze(1) - padded.unsqueeze(2)  # [B, M, M, 3]: [b, i, j] = r_j - r_i
+    d2 = (diff * diff).sum(-1)  # [B, M, M]
+    keep = d2 < r2
+    if valid is not None:
+        keep &= valid.unsqueeze(1) & valid.unsqueeze(2)
     if not loop:
-        keep.fill_diagonal_(False)
-    if max_num_neighbors is not None and n > max_num_neighbors:
-        counts = keep.sum(1)
-        if int(counts.max()) > max_num_neighbors:
-            masked = torch.where(keep, d2, torch.full_like(d2, float("inf")))
-            # Stable sort by distance, ties by index, keep the first k of each centre.
-            order = torch.sort(masked, dim=1, stable=True).indices[:, :max_num_neighbors]
-            limited = torch.zeros_like(keep)
-            limited.scatter_(1, order, True)
-            keep &= limited
-    centre, neighbour = keep.nonzero(as_tuple=True)  # sorted by centre, then neighbour
-    return torch.stack([neighbour, centre])
+        keep.diagonal(dim1=1, dim2=2).fill_(False)
+    if k is not None and width > k and int(keep.sum(-1).max()) > k:
+        keep = _truncate(keep, d2, k)
+    b, i, j = keep.nonzero(as_tuple=True)  # sorted by molecule, centre, neighbour
+    if start is not None:
+        offset = start[b]
+        i, j = i + offset, j + offset
+    return torch.stack([j, i])
+
+
+def _chunked(pos: Tensor, r2: float, loop: bool, k: int | None, batch: Tensor) -> Tensor:
+    """Search over the exact candidate pairs of each molecule, in chunks of bounded memory.
+
+    ``batch`` must be sorted. Returns ``[2, E]`` sorted by centre, then neighbour.
+    """
+    n = pos.size(0)
+    device = pos.device
+    counts = torch.bincount(batch)
+    start = torch.cumsum(counts, 0) - counts
+    per_atom = counts[batch]  # candidates of each centre, [N]
+    atom_start = start[batch]
+    cum = torch.cumsum(per_atom, 0)
+    pieces: list[Tensor] = []
+    chunk_begin = 0
+    while chunk_begin < n:
+        limit = (cum[chunk_begin - 1] if chunk_begin else 0) + _MAX_PAIRS_PER_CHUNK
+        chunk_end = int(torch.searchsorted(cum, torch.as_tensor(limit, device=device), right=True))
+        chunk_end = max(chunk_end, chunk_begin + 1)
+        centres = torch.arange(chunk_begin, chunk_end, device=device)
+        reps = per_atom[chunk_begin:chunk_end]
+        i = torch.repeat_interleave(centres, reps)  # [P]
+        offset = torch.arange(i.numel(), device=device) - torch.repeat_interleave(
+            torch.cumsum(reps, 0) - reps, reps
+        )
+        j = atom_start[i] + offset  # [P]
+        diff = pos.index_select(0, j) - pos.index_select(0, i)  # [P, 3]
+        d2 = (diff * diff).sum(-1)
+        keep = d2 < r2
+        if not loop:
+            keep &= i != j
+        sel = keep.nonzero().flatten()
+        i, j, d2 = i.index_select(0, sel), j.index_select(0, sel), d2.index_select(0, sel)
+        if k is not None and i.numel():
+            group_size = torch.bincount(i - chunk_begin, minlength=chunk_end - chunk_begin)
+            if int(group_size.max()) > k:
+                # Rank neighbours of each centre by distance (then index) and keep the first k.
+                by_dist = torch.argsort(d2, stable=True)
+                by_centre = by_dist[torch.argsort(i[by_dist], stable=True)]
+                i, j = i[by_centre], j[by_centre]
+                first = torch.cumsum(group_size, 0) - group_size
+                rank = torch.arange(i.numel(), device=device) - first[i - chunk_begin]
+                sel = (rank < k).nonzero().flatten()
+                i, j = i.index_select(0, sel), j.index_select(0, sel)
+                resort = torch.argsort(i * n + j)
+                i, j = i[resort], j[resort]
+        pieces.append(torch.stack([j, i]))
+        chunk_begin = chunk_end
+    return torch.cat(pieces, dim=1)
 
 
 def radius_graph(
@@ -58,12 +143,14 @@ def radius_graph(
 
     Edges point from neighbour to centre (PyG's ``source_to_target`` flow): ``edge_index[0]`` is
     the neighbour :math:`j`, ``edge_index[1]`` the centre :math:`i`, and the pair is kept when
-    :math:`\lVert \mathbf{r}_j - \mathbf{r}_i \rVert < r`. When an atom has more than
-    ``max_num_neighbors`` neighbours, the nearest are kept (ties go to the lower index), so the
-    result never depends on the order in which pairs were found. Edges are sorted by centre, then
-    by neighbour.
+    :math:`\lVert \mathbf{r}_j - \mathbf{r}_i \rVert^2 < r^2` (computed in the dtype of ``pos``).
+    When an atom has more than ``max_num_neighbors`` neighbours, the nearest are kept (ties go to
+    the lower index), so the result never depends on the order in which pairs were found. Edges
+    are sorted by centre, then by neighbour, and index the atoms in their given order (``batch``
+    need not be sorted).
 
-    The search compares all pairs within each molecule, in chunks of bounded memory. That is
+    The search compares all pairs within each molecule: molecules of similar size are padded into
+    one ``[B, M, M]`` block, others are searched pair by pair in chunks of bounded memory. That is
     the fastest choice for molecules of up to a few hundred atoms.
 
     Args:
@@ -77,67 +164,42 @@ def radius_graph(
     Returns:
         ``edge_index``, ``[2, E]`` (int64).
 
+    Raises:
+        ValueError: for a ``pos`` that is not a finite ``[N, 3]`` tensor, a non-positive ``r`` or
+            ``max_num_neighbors``, or a ``batch`` of the wrong shape or type.
+
     Shapes:
         - **input:** pos ``[N, 3]``, batch ``[N]``
         - **output:** edge_index ``[2, E]``
     """
-    batch = _check_inputs(pos, r, batch)
+    _check_inputs(pos, r, batch)
     if max_num_neighbors is not None and max_num_neighbors < 1:
         raise ValueError(f"max_num_neighbors must be positive or None, got {max_num_neighbors}")
+    pos = pos.detach()  # the search needs no autograd graph
     n = pos.size(0)
-    device = pos.device
     if n == 0:
-        return torch.empty(2, 0, dtype=torch.long, device=device)
-    if n <= 256 and bool((batch == batch[0]).all()):
-        return _single_molecule(pos, float(r), loop, max_num_neighbors)
+        return torch.empty(2, 0, dtype=torch.long, device=pos.device)
+    r2 = float(r) * float(r)
+    if batch is None:
+        if n * n <= _MAX_PAIRS_PER_CHUNK:
+            return _dense(pos, r2, loop, max_num_neighbors, None, None, n)
+        batch = torch.zeros(n, dtype=torch.long, device=pos.device)
+    batch = batch.long()
 
     # Sort atoms by molecule so that every molecule is one contiguous block.
-    unsorted = bool((batch[1:] < batch[:-1]).any()) if n > 1 else False
-    order = torch.argsort(batch, stable=True) if unsorted else None
-    pos_s = pos[order] if order is not None else pos
-    batch_s = batch[order] if order is not None else batch
+    order = None
+    if n > 1 and bool((batch[1:] < batch[:-1]).any()):
+        order = torch.argsort(batch, stable=True)
+        pos, batch = pos[order], batch[order]
 
-    counts = torch.bincount(batch_s)
-    start = torch.cumsum(counts, 0) - counts  # first atom of each molecule
-    per_atom = counts[batch_s]  # candidates of each centre, [N]
-    atom_start = start[batch_s]
+    counts = torch.bincount(batch)
+    width = int(counts.max())
+    slots = counts.numel() * width * width
+    if slots <= _MAX_PAIRS_PER_CHUNK and slots <= _MAX_PADDING_WASTE * int((counts * counts).sum()):
+        edge_index = _dense(pos, r2, loop, max_num_neighbors, batch, counts, width)
+    else:
+        edge_index = _chunked(pos, r2, loop, max_num_neighbors, batch)
 
-    r2 = float(r) * float(r)
-    pieces: list[Tensor] = []
-    chunk_begin = 0
-    cum = torch.cumsum(per_atom, 0)
-    while chunk_begin < n:
-        limit = (cum[chunk_begin - 1] if chunk_begin else 0) + _MAX_PAIRS_PER_CHUNK
-        chunk_end = int(torch.searchsorted(cum, torch.as_tensor(limit, device=device), right=True))
-        chunk_end = max(chunk_end, chunk_begin + 1)
-        centres = torch.arange(chunk_begin, chunk_end, device=device)
-        reps = per_atom[chunk_begin:chunk_end]
-        i = torch.repeat_interleave(centres, reps)  # [P]
-        offset = torch.arange(i.numel(), device=device) - torch.repeat_interleave(
-            torch.cumsum(reps, 0) - reps, reps
-        )
-        j = atom_start[i] + offset  # [P]
-        d2 = (pos_s[j] - pos_s[i]).pow(2).sum(-1)
-        keep = d2 < r2
-        if not loop:
-            keep &= i != j
-        i, j, d2 = i[keep], j[keep], d2[keep]
-        group_size = torch.bincount(i - chunk_begin, minlength=chunk_end - chunk_begin)
-        if max_num_neighbors is not None and int(group_size.max()) > max_num_neighbors:
-            # Rank neighbours of each centre by distance (then index) and keep the first k.
-            by_dist = torch.argsort(d2, stable=True)
-            by_centre = by_dist[torch.argsort(i[by_dist], stable=True)]
-            i, j = i[by_centre], j[by_centre]
-            first = torch.cumsum(group_size, 0) - group_size
-            rank = torch.arange(i.numel(), device=device) - first[i - chunk_begin]
-            keep = rank < max_num_neighbors
-            i, j = i[keep], j[keep]
-            resort = torch.argsort(i * n + j)
-            i, j = i[resort], j[resort]
-        pieces.append(torch.stack([j, i]))
-        chunk_begin = chunk_end
-
-    edge_index = torch.cat(pieces, dim=1)
     if order is not None:
         edge_index = order[edge_index]
         resort = torch.argsort(edge_index[1] * n + edge_index[0])

@@ -2,16 +2,24 @@
 
 from molgnn.transforms.atom_ref import AtomRef
 from molgnn.transforms.center import ATOMIC_MASSES, Center
-from molgnn.transforms.covalent_bonds import COVALENT_RADII, CovalentBonds, covalent_bonds
+from molgnn.transforms.covalent_bonds import (
+    BOND_FEATURES,
+    COVALENT_RADII,
+    CovalentBonds,
+    covalent_bonds,
+    covalent_radii,
+)
 from molgnn.transforms.distance import Distance
 from molgnn.transforms.one_hot_atoms import OneHotAtoms
 from molgnn.transforms.radius_graph import RadiusGraph
-from molgnn.transforms.random_rotation import RandomRotation, random_orthogonal_matrix
+from molgnn.transforms.random_rotation import VECTOR_KEYS, RandomRotation, random_orthogonal_matrix
 from molgnn.transforms.standardize import Standardize
 
 __all__ = [
     "ATOMIC_MASSES",
+    "BOND_FEATURES",
     "COVALENT_RADII",
+    "VECTOR_KEYS",
     "AtomRef",
     "Center",
     "CovalentBonds",
@@ -21,5 +29,6 @@ __all__ = [
     "RandomRotation",
     "Standardize",
     "covalent_bonds",
+    "covalent_radii",
     "random_orthogonal_matrix",
 ]

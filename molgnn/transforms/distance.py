@@ -5,19 +5,28 @@ from __future__ import annotations
 from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
-from molgnn.transforms._checks import check_pos, describe, require
+from molgnn.transforms._checks import check_edge_index, check_pos, describe, require
 
 __all__ = ["Distance"]
 
 
 class Distance(BaseTransform):
-    r"""Sets ``edge_vec`` ``[E, 3]`` and ``edge_weight`` ``[E]`` from ``edge_index`` and ``pos``.
+    r"""Sets ``edge_weight`` (edge lengths) and ``edge_vec`` (edge vectors) from ``edge_index``.
 
-    :math:`\mathbf{e}_{ji} = \mathbf{r}_j - \mathbf{r}_i` for the edge ``(j, i)`` (neighbour
-    minus centre, torchmd-net's convention), and ``edge_weight`` is its length.
+    For the edge :math:`(j, i)`, i.e. ``edge_index[:, e] = (j, i)``,
+
+    .. math::
+        \mathbf{e}_{ji} = \mathbf{r}_j - \mathbf{r}_i, \qquad
+        w_{ji} = \lVert \mathbf{e}_{ji} \rVert,
+
+    the neighbour minus the centre, torchmd-net's convention.
 
     Args:
         vectors: Also store ``edge_vec`` (default: ``True``).
+
+    Shapes:
+        - **input:** pos ``[N, 3]``, edge_index ``[2, E]``
+        - **output:** edge_weight ``[E]``, edge_vec ``[E, 3]``
     """
 
     def __init__(self, vectors: bool = True) -> None:
@@ -25,8 +34,10 @@ class Distance(BaseTransform):
 
     def forward(self, data: Data) -> Data:
         require(data, "pos", "edge_index", transform="Distance")
-        check_pos(data.pos, describe(data))
-        vec = data.pos[data.edge_index[0]] - data.pos[data.edge_index[1]]
+        where = describe(data)
+        check_pos(data.pos, where)
+        check_edge_index(data.edge_index, data.pos.size(0), where)
+        vec = data.pos[data.edge_index[0]] - data.pos[data.edge_index[1]]  # [E, 3]
         data.edge_weight = vec.norm(dim=-1)
         if self.vectors:
             data.edge_vec = vec

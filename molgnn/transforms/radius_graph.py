@@ -6,22 +6,28 @@ from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
 from molgnn.nn.radius import radius_graph
-from molgnn.transforms._checks import check_pos, describe, require
+from molgnn.transforms._checks import describe, require
 
 __all__ = ["RadiusGraph"]
 
 
 class RadiusGraph(BaseTransform):
-    """Sets ``edge_index`` to all atom pairs closer than ``cutoff``, in pure PyTorch.
+    r"""Sets ``edge_index`` to all atom pairs closer than ``cutoff``, in pure PyTorch.
 
-    Uses :func:`molgnn.nn.radius_graph`, so neither pyg-lib nor torch-cluster is needed.
-    Precomputing the graph once per molecule saves the search in every training step.
+    Uses :func:`molgnn.nn.radius_graph`, so neither pyg-lib nor torch-cluster is needed. Edges
+    point from neighbour :math:`j` (row 0) to centre :math:`i` (row 1) and are sorted by centre;
+    an atom with more than ``max_num_neighbors`` neighbours keeps the nearest ones. Precomputing
+    the graph once per molecule saves the search in every training step.
 
     Args:
         cutoff: Cutoff radius in Å (default: ``5.0``).
         max_num_neighbors: Most neighbours kept per atom, the nearest ones; ``None`` keeps all
             (default: ``32``).
         loop: Include self loops (default: ``False``).
+
+    Shapes:
+        - **input:** pos ``[N, 3]``
+        - **output:** edge_index ``[2, E]``
     """
 
     def __init__(
@@ -37,10 +43,16 @@ class RadiusGraph(BaseTransform):
 
     def forward(self, data: Data) -> Data:
         require(data, "pos", transform="RadiusGraph")
-        check_pos(data.pos, describe(data))
-        data.edge_index = radius_graph(
-            data.pos, self.cutoff, None, loop=self.loop, max_num_neighbors=self.max_num_neighbors
-        )
+        try:  # radius_graph validates pos; name the molecule in its message
+            data.edge_index = radius_graph(
+                data.pos,
+                self.cutoff,
+                None,
+                loop=self.loop,
+                max_num_neighbors=self.max_num_neighbors,
+            )
+        except ValueError as err:
+            raise ValueError(f"RadiusGraph, {describe(data)}: {err}") from None
         return data
 
     def __repr__(self) -> str:
