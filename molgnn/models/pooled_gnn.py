@@ -1,9 +1,15 @@
-"""A pooled message-passing GNN for graph-level regression, built from PyG's layers."""
+"""A pooled message-passing GNN for molecular properties, built from PyG's layers.
+
+Atom embedding, residual message-passing layers (PyG's convolutions) over bonds or a radius
+graph with invariant edge features, global pooling and an MLP head. The representation
+(:class:`PooledGNNEncoder`) and the head (:class:`PooledHead`) follow the same contract as the
+Equivariant Transformer's, so both plug into :class:`~molgnn.models.MolecularModel`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -22,43 +28,90 @@ from molgnn.nn.radius import radius_graph
 
 __all__ = [
     "CONVS",
+    "EDGE_FEATURES",
     "EDGE_SOURCES",
+    "NORMS",
     "PooledGNN",
     "PooledGNNConfig",
     "PooledGNNEncoder",
     "PooledHead",
+    "degree_histogram",
 ]
 
-EDGE_SOURCES = ("radius", "bonds")
+#: Where the message-passing edges come from.
+EDGE_SOURCES: tuple[str, ...] = ("radius", "bonds")
+#: Invariant edge features: ``"distance"`` (the interatomic distance expanded in ``num_rbf``
+#: Gaussians) and ``"ratio"`` (distance over the summed covalent radii; below 1 for multiple
+#: bonds, see :data:`molgnn.transforms.COVALENT_RADII`).
+EDGE_FEATURES: tuple[str, ...] = ("distance", "ratio")
+#: Normalisation after each convolution.
+NORMS: dict[str, Callable[[int], nn.Module]] = {
+    "layer": nn.LayerNorm,
+    "batch": nn.BatchNorm1d,
+    "none": lambda channels: nn.Identity(),
+}
+#: Hidden width of the edge network of ``nnconv`` (it outputs a ``C x C`` matrix per edge).
+NNCONV_EDGE_HIDDEN = 64
+#: Bonds per atom covered by the default degree histogram of ``pna`` on bond graphs.
+MAX_BONDS = 6
 
 
-def _gine(c: int, edge_dim: int, opts: dict[str, Any]) -> nn.Module:
-    mlp = nn.Sequential(nn.Linear(c, c), make_activation(opts["activation"]), nn.Linear(c, c))
+@dataclass(frozen=True)
+class _ConvOptions:
+    activation: str
+    heads: int
+    deg: Tensor
+
+
+def _gine(channels: int, edge_dim: int, opts: _ConvOptions) -> nn.Module:
+    # GIN with edge features (Hu et al., 2020): MLP((1 + eps) x_i + sum_j ReLU(x_j + W e_ji)).
+    mlp = nn.Sequential(
+        nn.Linear(channels, channels),
+        make_activation(opts.activation),
+        nn.Linear(channels, channels),
+    )
     return GINEConv(mlp, edge_dim=edge_dim)
 
 
-def _nnconv(c: int, edge_dim: int, opts: dict[str, Any]) -> nn.Module:
-    # Gilmer et al. 2017 (MPNN): an edge network maps edge features to a C x C matrix.
-    edge_net = nn.Sequential(nn.Linear(edge_dim, 64), nn.SiLU(), nn.Linear(64, c * c))
-    return NNConv(c, c, edge_net, aggr="mean")
+def _nnconv(channels: int, edge_dim: int, opts: _ConvOptions) -> nn.Module:
+    # The edge network of Gilmer et al. (2017): an MLP maps each edge's features to a C x C
+    # matrix that multiplies the neighbour's features; messages are averaged.
+    edge_net = nn.Sequential(
+        nn.Linear(edge_dim, NNCONV_EDGE_HIDDEN),
+        make_activation(opts.activation),
+        nn.Linear(NNCONV_EDGE_HIDDEN, channels * channels),
+    )
+    return NNConv(channels, channels, edge_net, aggr="mean")
 
 
-def _gatv2(c: int, edge_dim: int, opts: dict[str, Any]) -> nn.Module:
-    heads = opts["heads"]
-    if c % heads:
-        raise ValueError(f"hidden_channels ({c}) must be divisible by heads ({heads}) for gatv2")
-    return GATv2Conv(c, c // heads, heads=heads, edge_dim=edge_dim)
+def _gatv2(channels: int, edge_dim: int, opts: _ConvOptions) -> nn.Module:
+    if channels % opts.heads:
+        raise ValueError(
+            f"hidden_channels ({channels}) must be divisible by heads ({opts.heads}) for gatv2"
+        )
+    return GATv2Conv(channels, channels // opts.heads, heads=opts.heads, edge_dim=edge_dim)
 
 
-def _pna(c: int, edge_dim: int, opts: dict[str, Any]) -> nn.Module:
+def _pna(channels: int, edge_dim: int, opts: _ConvOptions) -> nn.Module:
     return PNAConv(
-        c, c, aggregators=["mean", "min", "max", "std"], scalers=["identity", "amplification", "attenuation"],
-        deg=opts["deg"], edge_dim=edge_dim, towers=1,
-    )  # fmt: skip
+        channels,
+        channels,
+        aggregators=["mean", "min", "max", "std"],
+        scalers=["identity", "amplification", "attenuation"],
+        deg=opts.deg,
+        edge_dim=edge_dim,
+        towers=1,
+    )
 
 
-#: Convolution name -> builder ``(channels, edge_dim, options) -> layer`` (PyG's layers).
-CONVS: dict[str, Callable[[int, int, dict[str, Any]], nn.Module]] = {
+#: Convolution name -> builder ``(channels, edge_dim, options) -> layer``: PyG's
+#: :class:`~torch_geometric.nn.conv.GINEConv`, :class:`~torch_geometric.nn.conv.NNConv` (the
+#: MPNN edge network of Gilmer et al., 2017), :class:`~torch_geometric.nn.conv.GATv2Conv` with
+#: edge features and :class:`~torch_geometric.nn.conv.PNAConv`. ``nnconv`` builds a ``C x C``
+#: matrix for every edge (``E * C * C`` floats per layer): it suits bond graphs (as in Gilmer et
+#: al.) or small ``hidden_channels``; on a 5 Å radius graph at ``C = 128`` it is ~100x
+#: slower than ``gine`` (see ``benchmarks/gnn_throughput.py``).
+CONVS: dict[str, Callable[[int, int, _ConvOptions], nn.Module]] = {
     "gine": _gine,
     "nnconv": _nnconv,
     "gatv2": _gatv2,
@@ -66,43 +119,150 @@ CONVS: dict[str, Callable[[int, int, dict[str, Any]], nn.Module]] = {
 }
 
 
-def default_degree_histogram(max_degree: int) -> Tensor:
-    """A flat in-degree histogram over ``1..max_degree`` for PNA's degree scalers."""
-    deg = torch.ones(max_degree + 1, dtype=torch.long)
+def _check_choice(kind: str, value: Any, valid: Iterable[Any]) -> None:
+    valid = list(valid)
+    if value not in valid:
+        raise ValueError(f"unknown {kind} {value!r}; valid {kind}s: {', '.join(map(str, valid))}")
+
+
+def _check_edge_features(edge_features: Sequence[str]) -> tuple[str, ...]:
+    features = tuple(edge_features)
+    unknown = [f for f in features if f not in EDGE_FEATURES]
+    if unknown or not features or len(set(features)) != len(features):
+        raise ValueError(
+            f"edge_features must be distinct names from {', '.join(EDGE_FEATURES)}, "
+            f"got {list(features)}"
+        )
+    return features
+
+
+def _flat_degree_histogram(max_degree: int) -> Tensor:
+    deg = torch.ones(max_degree + 1, dtype=torch.long)  # degrees 1..max_degree, equally often
     deg[0] = 0
     return deg
 
 
-class PooledGNNEncoder(nn.Module):
-    r"""Atom embedding + ``num_layers`` residual message-passing layers (the representation).
+def _build_edges(
+    z: Tensor,
+    pos: Tensor,
+    batch: Tensor | None,
+    edge_source: str,
+    cutoff: float,
+    max_num_neighbors: int,
+    bond_tolerance: float,
+) -> Tensor:
+    if edge_source == "radius":
+        return radius_graph(pos, cutoff, batch, max_num_neighbors=max_num_neighbors)
+    from molgnn.transforms.covalent_bonds import covalent_bonds
 
-    Each layer: :math:`\mathbf{x} \leftarrow \mathbf{x} + \text{Dropout}(\phi(\text{Norm}(
-    \text{Conv}(\mathbf{x}, \mathbf{e}))))`, with edge features :math:`\mathbf{e}` the
-    Gaussian expansion of the interatomic distance. Distances only, so the features are
-    invariant to rotations, reflections and translations.
+    return covalent_bonds(z, pos, batch, tolerance=bond_tolerance)
+
+
+def degree_histogram(
+    molecules: Iterable[Any],
+    edge_source: str = "radius",
+    cutoff: float = 5.0,
+    max_num_neighbors: int = 32,
+    bond_tolerance: float = 1.2,
+) -> Tensor:
+    """In-degree histogram of the message-passing graphs of ``molecules``, for ``pna``.
+
+    PNA's degree scalers normalise by the average log-degree of the training graphs; pass the
+    result as ``deg`` (or use :meth:`PooledGNNConfig.with_degree_histogram`).
 
     Args:
-        hidden_channels: Feature size :math:`C`.
-        num_layers: Message-passing layers.
-        conv: Name from :data:`CONVS`.
-        edge_source: ``"radius"`` (all pairs within ``cutoff``) or ``"bonds"`` (covalent bonds).
-        cutoff: Radius-graph cutoff in Å; also the range of the distance expansion.
-        num_rbf: Gaussians of the distance expansion :math:`R`.
-        atom_embedding: ``"embedding"`` (learned, by atomic number) or ``"onehot"``
-            (one-hot over ``elements``, then linear).
-        elements: Elements of the one-hot embedding.
-        max_z: Largest atomic number + 1 for ``"embedding"``.
-        norm: ``"layer"``, ``"batch"`` or ``None``.
-        dropout: Dropout probability.
-        activation: Activation name.
-        heads: Attention heads of ``gatv2``.
-        max_num_neighbors: Neighbour limit of the radius graph.
-        deg: In-degree histogram for ``pna`` (default: flat up to the neighbour limit).
+        molecules: Objects with ``z`` ``[N]`` and ``pos`` ``[N, 3]`` (e.g. QM9 items).
+        edge_source: ``"radius"`` or ``"bonds"``, as in the model (default: ``"radius"``).
+        cutoff: Radius-graph cutoff in Å (default: ``5.0``).
+        max_num_neighbors: Neighbour limit of the radius graph (default: ``32``).
+        bond_tolerance: Factor on the summed covalent radii for bonds (default: ``1.2``).
+
+    Returns:
+        ``deg`` ``[D + 1]``: ``deg[k]`` atoms have ``k`` incoming edges.
+
+    Raises:
+        ValueError: for an unknown ``edge_source`` or no molecules.
+    """
+    _check_choice("edge_source", edge_source, EDGE_SOURCES)
+    hist = torch.zeros(1, dtype=torch.long)
+    count = 0
+    for mol in molecules:
+        edge_index = _build_edges(
+            mol.z, mol.pos, None, edge_source, cutoff, max_num_neighbors, bond_tolerance
+        )
+        in_degree = torch.bincount(edge_index[1], minlength=mol.z.numel())  # [N]
+        counts = torch.bincount(in_degree)  # [max degree + 1]
+        if counts.numel() > hist.numel():
+            hist = torch.cat([hist, hist.new_zeros(counts.numel() - hist.numel())])
+        hist[: counts.numel()] += counts
+        count += 1
+    if count == 0:
+        raise ValueError("degree_histogram needs at least one molecule")
+    return hist
+
+
+def _check_inputs(z: Tensor, pos: Tensor, batch: Tensor | None) -> Tensor:
+    if z.dim() != 1 or z.dtype not in (torch.int64, torch.int32):
+        raise ValueError(
+            f"z must be a 1-D integer tensor of atomic numbers, got {z.dtype} {list(z.shape)}"
+        )
+    if z.numel() == 0:
+        raise ValueError("empty molecule: no atoms")
+    if pos.shape != (z.numel(), 3):
+        raise ValueError(f"pos must have shape [{z.numel()}, 3], got {list(pos.shape)}")
+    if not torch.isfinite(pos).all():
+        raise ValueError("pos contains NaN or infinite coordinates")
+    if batch is None:
+        return torch.zeros_like(z, dtype=torch.long)
+    if batch.shape != z.shape:
+        raise ValueError(f"batch must have shape [{z.numel()}], got {list(batch.shape)}")
+    return batch.long()
+
+
+class PooledGNNEncoder(nn.Module):
+    r"""Atom embedding and ``num_layers`` residual message-passing layers (the representation).
+
+    Each layer updates the atom features with a PyG convolution over invariant edge features
+    :math:`\mathbf{e}_{ji}`:
+
+    .. math::
+        \mathbf{x}_i \leftarrow \mathbf{x}_i + \operatorname{Dropout}\big(\sigma\big(
+        \operatorname{Norm}(\operatorname{Conv}(\mathbf{x}, \mathbf{e})_i)\big)\big)
+
+    The edge features depend on interatomic distances only, so the atom features are invariant
+    to rotations, reflections and translations, and permute with the atoms.
+
+    Args:
+        hidden_channels: Feature size :math:`C` (default: ``128``).
+        num_layers: Message-passing layers (default: ``4``).
+        conv: A name from :data:`CONVS` (default: ``"gine"``).
+        edge_source: ``"radius"`` (pairs closer than ``cutoff``) or ``"bonds"`` (covalent bonds
+            from :func:`~molgnn.transforms.covalent_bonds`) (default: ``"radius"``).
+        edge_features: Names from :data:`EDGE_FEATURES` (default: ``("distance",)``).
+        cutoff: Radius-graph cutoff in Å, also the range of the Gaussians (default: ``5.0``).
+        num_rbf: Gaussians :math:`R` of the distance expansion (default: ``32``).
+        atom_embedding: ``"embedding"`` (learned, by atomic number) or ``"onehot"`` (one-hot
+            over ``elements``, then linear) (default: ``"embedding"``).
+        elements: Atomic numbers of the one-hot embedding (default: QM9's H, C, N, O, F).
+        max_z: Largest atomic number + 1 (default: ``100``).
+        norm: A name from :data:`NORMS`; ``None`` means ``"none"`` (default: ``"layer"``).
+        dropout: Dropout probability after each layer (default: ``0.0``).
+        activation: Activation name (default: ``"silu"``).
+        heads: Attention heads of ``gatv2`` (default: ``4``).
+        max_num_neighbors: Neighbour limit of the radius graph (default: ``32``).
+        bond_tolerance: Factor on the summed covalent radii for bonds (default: ``1.2``).
+        deg: In-degree histogram for ``pna`` (see :func:`degree_histogram`) (default: every
+            degree from 1 to ``max_num_neighbors`` (radius) or 6 (bonds) equally often).
+
+    Raises:
+        ValueError: for an unknown name (listing the valid ones) or inconsistent sizes.
 
     Shapes:
         - **input:** z ``[N]``, pos ``[N, 3]``, batch ``[N]``, edge_index ``[2, E]`` (optional)
-        - **output:** x ``[N, C]``, ``None``
+        - **output:** x ``[N, C]`` and ``None`` (no vector features)
     """
+
+    lookup: Tensor
 
     def __init__(
         self,
@@ -110,6 +270,7 @@ class PooledGNNEncoder(nn.Module):
         num_layers: int = 4,
         conv: str = "gine",
         edge_source: str = "radius",
+        edge_features: Sequence[str] = ("distance",),
         cutoff: float = 5.0,
         num_rbf: int = 32,
         atom_embedding: str = "embedding",
@@ -120,86 +281,119 @@ class PooledGNNEncoder(nn.Module):
         activation: str = "silu",
         heads: int = 4,
         max_num_neighbors: int = 32,
+        bond_tolerance: float = 1.2,
         deg: Tensor | Sequence[int] | None = None,
     ) -> None:
         super().__init__()
-        if conv not in CONVS:
-            raise ValueError(f"unknown conv {conv!r}; valid convs: {', '.join(CONVS)}")
-        if edge_source not in EDGE_SOURCES:
+        norm = "none" if norm is None else norm
+        _check_choice("conv", conv, CONVS)
+        _check_choice("edge_source", edge_source, EDGE_SOURCES)
+        _check_choice("atom_embedding", atom_embedding, ("embedding", "onehot"))
+        _check_choice("norm", norm, NORMS)
+        if hidden_channels < 1 or num_layers < 0:
             raise ValueError(
-                f"unknown edge_source {edge_source!r}; valid: {', '.join(EDGE_SOURCES)}"
+                f"need hidden_channels >= 1 and num_layers >= 0, got {hidden_channels} and "
+                f"{num_layers}"
             )
-        if atom_embedding not in ("embedding", "onehot"):
-            raise ValueError(f"unknown atom_embedding {atom_embedding!r}; valid: embedding, onehot")
-        if norm not in ("layer", "batch", None):
-            raise ValueError(f"unknown norm {norm!r}; valid: layer, batch, None")
-        self.hidden_channels, self.num_layers, self.conv = hidden_channels, num_layers, conv
-        self.edge_source, self.cutoff, self.max_num_neighbors = (
-            edge_source,
-            cutoff,
-            max_num_neighbors,
-        )
+        if not cutoff > 0 or not bond_tolerance > 0:
+            raise ValueError(
+                f"cutoff and bond_tolerance must be positive, got {cutoff} and {bond_tolerance}"
+            )
+        self.hidden_channels = hidden_channels
+        self.num_layers = num_layers
+        self.conv = conv
+        self.edge_source = edge_source
+        self.edge_features = _check_edge_features(edge_features)
+        self.cutoff = cutoff
+        self.num_rbf = num_rbf
         self.atom_embedding = atom_embedding
         self.elements = tuple(int(e) for e in elements)
         self.max_z = max_z
+        self.norm = norm
+        self.max_num_neighbors = max_num_neighbors
+        self.bond_tolerance = bond_tolerance
+
         if atom_embedding == "embedding":
             self.embedding: nn.Module = nn.Embedding(max_z, hidden_channels)
         else:
+            if not self.elements or min(self.elements) < 1 or max(self.elements) >= max_z:
+                raise ValueError(
+                    f"elements must be atomic numbers in 1..{max_z - 1}, got {self.elements}"
+                )
             self.embedding = nn.Linear(len(self.elements), hidden_channels)
-            lookup = torch.full((max(max_z, max(self.elements) + 1),), -1, dtype=torch.long)
+            lookup = torch.full((max_z,), -1, dtype=torch.long)
             lookup[list(self.elements)] = torch.arange(len(self.elements))
             self.register_buffer("lookup", lookup)
+
         self.expansion = GaussianSmearing(0.0, cutoff, num_rbf, trainable=False)
+        edge_dim = ("distance" in self.edge_features) * num_rbf + ("ratio" in self.edge_features)
         if deg is None:
-            deg = default_degree_histogram(max_num_neighbors if edge_source == "radius" else 6)
-        opts = {"activation": activation, "heads": heads, "deg": torch.as_tensor(deg)}
+            deg = _flat_degree_histogram(
+                max_num_neighbors if edge_source == "radius" else MAX_BONDS
+            )
+        opts = _ConvOptions(activation, heads, torch.as_tensor(deg, dtype=torch.long))
         self.convs = nn.ModuleList(
-            CONVS[conv](hidden_channels, num_rbf, opts) for _ in range(num_layers)
+            CONVS[conv](hidden_channels, edge_dim, opts) for _ in range(num_layers)
         )
-        make_norm: Callable[[], nn.Module] = {
-            "layer": lambda: nn.LayerNorm(hidden_channels),
-            "batch": lambda: nn.BatchNorm1d(hidden_channels),
-            None: nn.Identity,
-        }[norm]
-        self.norms = nn.ModuleList(make_norm() for _ in range(num_layers))
+        self.norms = nn.ModuleList(NORMS[norm](hidden_channels) for _ in range(num_layers))
         self.act = make_activation(activation)
         self.dropout = nn.Dropout(dropout)
 
     def reset_parameters(self) -> None:
-        """Re-initialise embedding, convolutions and norms."""
+        """Re-initialise the embedding, convolutions and norms."""
         for module in (self.embedding, *self.convs, *self.norms):
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
 
-    def _embed(self, z: Tensor) -> Tensor:
+    def embed(self, z: Tensor) -> Tensor:
+        """Initial atom features ``[N, C]`` from atomic numbers ``[N]``.
+
+        Raises:
+            ValueError: for an atomic number outside ``1..max_z - 1`` or, with ``"onehot"``,
+                an element not in ``elements``.
+        """
+        if int(z.min()) < 1 or int(z.max()) >= self.max_z:
+            raise ValueError(
+                f"atomic numbers must be in 1..{self.max_z - 1}, got {int(z.min())}..{int(z.max())}"
+            )
         if self.atom_embedding == "embedding":
-            if z.numel() and int(z.max()) >= self.max_z:
-                raise ValueError(
-                    f"atomic numbers must be below max_z={self.max_z}, got {int(z.max())}"
-                )
             return self.embedding(z)
-        lookup: Tensor = self.lookup  # type: ignore[assignment]
-        column = lookup[z.clamp(max=lookup.numel() - 1)]
+        column = self.lookup[z]  # [N], -1 for elements outside the one-hot set
         if (column < 0).any():
             bad = sorted({ELEMENT_SYMBOLS[int(v)] for v in z[column < 0].unique()})
             raise ValueError(
-                f"element(s) {', '.join(bad)} not among the one-hot elements {self.elements}"
+                f"element(s) {', '.join(bad)} not among the one-hot elements "
+                + ", ".join(ELEMENT_SYMBOLS[e] for e in self.elements)
             )
-        return self.embedding(
-            nn.functional.one_hot(column, len(self.elements)).to(
-                torch.get_default_dtype()
-                if not isinstance(self.embedding, nn.Linear)
-                else self.embedding.weight.dtype
-            )
+        onehot = nn.functional.one_hot(column, len(self.elements))  # [N, len(elements)]
+        return self.embedding(onehot.to(next(self.embedding.parameters()).dtype))
+
+    def edges(self, z: Tensor, pos: Tensor, batch: Tensor | None = None) -> Tensor:
+        """The message-passing graph ``[2, E]`` of ``edge_source`` (neighbour, centre)."""
+        return _build_edges(
+            z,
+            pos,
+            batch,
+            self.edge_source,
+            self.cutoff,
+            self.max_num_neighbors,
+            self.bond_tolerance,
         )
 
-    def edges(self, z: Tensor, pos: Tensor, batch: Tensor) -> Tensor:
-        """The message-passing graph of ``edge_source``."""
-        if self.edge_source == "radius":
-            return radius_graph(pos, self.cutoff, batch, max_num_neighbors=self.max_num_neighbors)
-        from molgnn.transforms.covalent_bonds import covalent_bonds
+    def edge_attr(self, z: Tensor, pos: Tensor, edge_index: Tensor) -> Tensor:
+        """Invariant edge features ``[E, F]`` (the chosen :data:`EDGE_FEATURES`)."""
+        j, i = edge_index
+        length = (pos[j] - pos[i]).norm(dim=-1)  # [E]
+        columns = []
+        for name in self.edge_features:
+            if name == "distance":
+                columns.append(self.expansion(length))  # [E, R]
+            else:
+                from molgnn.transforms.covalent_bonds import covalent_radii
 
-        return covalent_bonds(z, pos, batch)
+                radii = covalent_radii(z).to(length.dtype)  # [N]
+                columns.append((length / (radii[i] + radii[j])).unsqueeze(-1))  # [E, 1]
+        return torch.cat(columns, dim=-1)
 
     def forward(
         self,
@@ -210,32 +404,49 @@ class PooledGNNEncoder(nn.Module):
         edge_weight: Tensor | None = None,
         edge_vec: Tensor | None = None,
     ) -> tuple[Tensor, None]:
-        """Atom features; a given ``edge_index`` is used as is, distances come from ``pos``."""
+        """Atom features ``[N, C]``; the edge features always come from ``pos``.
+
+        A given ``edge_index`` is used as is (``edge_weight`` and ``edge_vec`` are ignored:
+        the distances are recomputed so that forces flow through them).
+        """
         if edge_index is None:
             edge_index = self.edges(z, pos, batch)
-        length = (pos[edge_index[0]] - pos[edge_index[1]]).norm(dim=-1)
-        edge_attr = self.expansion(length)  # [E, R]
-        x = self._embed(z)
+        elif edge_index.dim() != 2 or edge_index.size(0) != 2:
+            raise ValueError(f"edge_index must have shape [2, E], got {list(edge_index.shape)}")
+        elif edge_index.numel() and (
+            int(edge_index.min()) < 0 or int(edge_index.max()) >= z.numel()
+        ):
+            raise ValueError(f"edge_index refers to atoms outside 0..{z.numel() - 1}")
+        edge_attr = self.edge_attr(z, pos, edge_index)  # [E, F]
+        x = self.embed(z)  # [N, C]
         for conv, norm in zip(self.convs, self.norms):
             x = x + self.dropout(self.act(norm(conv(x, edge_index, edge_attr))))
         return x, None
 
     def __repr__(self) -> str:
         return (
-            f"{self.__class__.__name__}(hidden_channels={self.hidden_channels}, num_layers={self.num_layers}, "
-            f"conv={self.conv!r}, edge_source={self.edge_source!r})"
+            f"{self.__class__.__name__}(hidden_channels={self.hidden_channels}, "
+            f"num_layers={self.num_layers}, conv={self.conv!r}, edge_source={self.edge_source!r}, "
+            f"edge_features={list(self.edge_features)}, cutoff={self.cutoff})"
         )
 
 
 class PooledHead(OutputHead):
-    """Global pooling then an MLP: ``[N, C]`` -> ``[B, T]``.
+    """Global pooling, then an MLP: atom features ``[N, C]`` to predictions ``[B, T]``.
+
+    ``pre_reduce`` passes the atom features through, ``reduce`` is the chosen
+    :class:`~molgnn.nn.GlobalPool` and ``post_reduce`` the MLP.
 
     Args:
         hidden_channels: Feature size :math:`C`.
-        pool: Name from :data:`~molgnn.nn.pool.POOLS`.
+        pool: A name from :data:`~molgnn.nn.POOLS` (default: ``"sum"``).
         out_channels: Targets :math:`T` (default: ``1``).
         activation: Activation name (default: ``"silu"``).
         dropout: Dropout before the MLP (default: ``0.0``).
+
+    Shapes:
+        - **input:** x ``[N, C]``, batch ``[N]``
+        - **output:** ``[B, T]``
     """
 
     def __init__(
@@ -258,43 +469,72 @@ class PooledHead(OutputHead):
         )
 
     def reset_parameters(self) -> None:
-        """Re-initialise pooling and MLP."""
+        """Re-initialise the pooling and the MLP."""
         self.pooling.reset_parameters()
         self.mlp.reset_parameters()
 
     def pre_reduce(
         self, x: Tensor, vec: Tensor | None, z: Tensor, pos: Tensor, batch: Tensor
     ) -> Tensor:
+        """The atom features, unchanged: ``[N, C]``."""
         return x
 
     def reduce(self, h: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+        """The chosen global pooling: ``[N, C]`` -> ``[B, C]`` (``[B, 2C]`` for ``set2set``)."""
         return self.pooling(h, batch, num_graphs)
 
     def post_reduce(self, y: Tensor) -> Tensor:
+        """The MLP: ``[B, C]`` -> ``[B, T]``."""
         return self.mlp(self.dropout(y))
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}(pool={self.pooling.pool!r})"
+        return (
+            f"{self.__class__.__name__}(pool={self.pooling.pool!r}, "
+            f"out_channels={self.mlp.out_channels})"
+        )
 
 
 class PooledGNN(nn.Module):
     """Pooled message-passing GNN: :class:`PooledGNNEncoder`, then :class:`PooledHead`.
 
-    A complete model (``forward`` returns ``[B, T]``) whose ``representation`` and ``head``
-    also plug into :class:`~molgnn.models.MolecularModel` for priors and standardisation
-    (:meth:`PooledGNNConfig.build` does that).
+    A fast invariant baseline. ``forward`` returns ``[B, T]`` on its own; its
+    ``representation`` and ``head`` also plug into :class:`~molgnn.models.MolecularModel`
+    for priors and target standardisation (:meth:`PooledGNNConfig.build` does that).
+
+    Example::
+
+        model = PooledGNN(hidden_channels=64, num_layers=3, conv="pna", pool="set2set")
+        y = model(z, pos, batch)  # [B, 1]
 
     Args:
-        hidden_channels: Feature size (default: ``128``).
+        hidden_channels: Feature size :math:`C` (default: ``128``).
         num_layers: Message-passing layers (default: ``4``).
-        conv: ``"gine"``, ``"nnconv"``, ``"gatv2"`` or ``"pna"`` (default: ``"gine"``).
-        pool: ``"sum"``, ``"mean"``, ``"max"``, ``"attention"`` or ``"set2set"`` (default: ``"sum"``).
-        out_channels: Targets (default: ``1``).
+        conv: A name from :data:`CONVS`: ``"gine"``, ``"nnconv"``, ``"gatv2"`` or ``"pna"``
+            (default: ``"gine"``).
+        pool: A name from :data:`~molgnn.nn.POOLS`: ``"sum"``, ``"mean"``, ``"max"``,
+            ``"attention"`` or ``"set2set"`` (default: ``"sum"``).
+        edge_source: ``"radius"`` or ``"bonds"`` (default: ``"radius"``).
+        edge_features: Names from :data:`EDGE_FEATURES` (default: ``("distance",)``).
+        cutoff: Radius-graph cutoff in Å (default: ``5.0``).
+        num_rbf: Gaussians of the distance expansion (default: ``32``).
+        atom_embedding: ``"embedding"`` or ``"onehot"`` (default: ``"embedding"``).
+        elements: Atomic numbers of the one-hot embedding (default: H, C, N, O, F).
+        max_z: Largest atomic number + 1 (default: ``100``).
+        norm: A name from :data:`NORMS` (default: ``"layer"``).
         dropout: Dropout probability (default: ``0.0``).
-        **encoder: Further :class:`PooledGNNEncoder` arguments (``edge_source``, ``cutoff``, ...).
+        activation: Activation name (default: ``"silu"``).
+        heads: Attention heads of ``gatv2`` (default: ``4``).
+        max_num_neighbors: Neighbour limit of the radius graph (default: ``32``).
+        bond_tolerance: Factor on the summed covalent radii for bonds (default: ``1.2``).
+        deg: In-degree histogram for ``pna`` (default: see :class:`PooledGNNEncoder`).
+        out_channels: Targets :math:`T` (default: ``1``).
+
+    Raises:
+        ValueError: for an unknown name, listing the valid ones, or malformed inputs.
 
     Shapes:
-        - **input:** z ``[N]``, pos ``[N, 3]``, batch ``[N]``
+        - **input:** z ``[N]``, pos ``[N, 3]``, batch ``[N]`` (optional), edge_index ``[2, E]``
+          (optional)
         - **output:** ``[B, T]``
     """
 
@@ -304,36 +544,81 @@ class PooledGNN(nn.Module):
         num_layers: int = 4,
         conv: str = "gine",
         pool: str = "sum",
-        out_channels: int = 1,
+        edge_source: str = "radius",
+        edge_features: Sequence[str] = ("distance",),
+        cutoff: float = 5.0,
+        num_rbf: int = 32,
+        atom_embedding: str = "embedding",
+        elements: Sequence[int] = QM9_ELEMENTS,
+        max_z: int = 100,
+        norm: str | None = "layer",
         dropout: float = 0.0,
-        **encoder: Any,
+        activation: str = "silu",
+        heads: int = 4,
+        max_num_neighbors: int = 32,
+        bond_tolerance: float = 1.2,
+        deg: Tensor | Sequence[int] | None = None,
+        out_channels: int = 1,
     ) -> None:
         super().__init__()
-        if pool not in POOLS:
-            raise ValueError(f"unknown pool {pool!r}; valid pools: {', '.join(POOLS)}")
-        activation = encoder.get("activation", "silu")
+        _check_choice("pool", pool, POOLS)
         self.representation = PooledGNNEncoder(
-            hidden_channels, num_layers, conv, dropout=dropout, **encoder
+            hidden_channels=hidden_channels,
+            num_layers=num_layers,
+            conv=conv,
+            edge_source=edge_source,
+            edge_features=edge_features,
+            cutoff=cutoff,
+            num_rbf=num_rbf,
+            atom_embedding=atom_embedding,
+            elements=elements,
+            max_z=max_z,
+            norm=norm,
+            dropout=dropout,
+            activation=activation,
+            heads=heads,
+            max_num_neighbors=max_num_neighbors,
+            bond_tolerance=bond_tolerance,
+            deg=deg,
         )
         self.head = PooledHead(hidden_channels, pool, out_channels, activation, dropout)
 
     def reset_parameters(self) -> None:
-        """Re-initialise everything."""
+        """Re-initialise the representation and the head."""
         self.representation.reset_parameters()
         self.head.reset_parameters()
 
     def forward(
-        self, z: Tensor, pos: Tensor, batch: Tensor | None = None, edge_index: Tensor | None = None
+        self,
+        z: Tensor,
+        pos: Tensor,
+        batch: Tensor | None = None,
+        edge_index: Tensor | None = None,
     ) -> Tensor:
-        batch = torch.zeros_like(z) if batch is None else batch
-        num_graphs = int(batch.max()) + 1 if batch.numel() else 0
-        x, _ = self.representation(z, pos, batch, edge_index)
-        return self.head.post_reduce(self.head.reduce(x, batch, num_graphs))
+        """Predictions ``[B, T]``; edges are built from ``pos`` when ``edge_index`` is None."""
+        batch = _check_inputs(z, pos, batch)
+        z = z.long()
+        num_graphs = int(batch.max()) + 1
+        x, vec = self.representation(z, pos, batch, edge_index)
+        h = self.head.pre_reduce(x, vec, z, pos, batch)  # [N, C]
+        return self.head.post_reduce(self.head.reduce(h, batch, num_graphs))  # [B, T]
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}(\n  representation={self.representation},\n"
+            f"  head={self.head}\n)"
+        )
 
 
 @dataclass(frozen=True)
 class PooledGNNConfig:
-    """Config of a :class:`PooledGNN` inside :class:`~molgnn.models.MolecularModel` (kind ``"pooled"``)."""
+    """Config of a :class:`PooledGNN` inside :class:`~molgnn.models.MolecularModel`.
+
+    Kind ``"pooled"`` in :data:`molgnn.models.MODEL_CONFIGS`. The fields are
+    :class:`PooledGNN`'s arguments (``deg`` as a tuple, so it survives a checkpoint), plus
+    ``prior`` (``None`` or ``"atomref"``) and ``derivative`` (also return forces).
+    Names are checked when the config is made, so a typo fails before any training.
+    """
 
     kind: ClassVar[str] = "pooled"
     hidden_channels: int = 128
@@ -341,6 +626,7 @@ class PooledGNNConfig:
     conv: str = "gine"
     pool: str = "sum"
     edge_source: str = "radius"
+    edge_features: tuple[str, ...] = ("distance",)
     cutoff: float = 5.0
     num_rbf: int = 32
     atom_embedding: str = "embedding"
@@ -351,34 +637,60 @@ class PooledGNNConfig:
     activation: str = "silu"
     heads: int = 4
     max_num_neighbors: int = 32
+    bond_tolerance: float = 1.2
+    deg: tuple[int, ...] | None = None
     out_channels: int = 1
     prior: str | None = None
     derivative: bool = False
 
+    def __post_init__(self) -> None:
+        _check_choice("conv", self.conv, CONVS)
+        _check_choice("pool", self.pool, POOLS)
+        _check_choice("edge_source", self.edge_source, EDGE_SOURCES)
+        if self.norm is None:  # older configs spelled "none" as None
+            object.__setattr__(self, "norm", "none")
+        _check_choice("norm", self.norm, NORMS)
+        _check_choice("prior", self.prior, (None, "atomref"))
+        # Lists (from JSON or YAML) become tuples, so the config stays hashable and comparable.
+        object.__setattr__(self, "edge_features", _check_edge_features(self.edge_features))
+        object.__setattr__(self, "elements", tuple(int(e) for e in self.elements))
+        if self.deg is not None:
+            object.__setattr__(self, "deg", tuple(int(d) for d in self.deg))
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able fields plus ``"kind"``."""
+        """JSON-able fields plus ``"kind"``; ``build_model`` of it rebuilds the model."""
         values = dataclasses.asdict(self)
-        values["elements"] = list(self.elements)
+        for key in ("edge_features", "elements", "deg"):
+            if values[key] is not None:
+                values[key] = list(values[key])
         return {"kind": self.kind, **values}
 
     def replace(self, **changes: Any) -> PooledGNNConfig:
-        """A copy with ``changes``; unknown fields raise ValueError listing the valid ones."""
+        """A copy with ``changes``; an unknown field raises ValueError listing the valid ones."""
         names = [f.name for f in dataclasses.fields(self)]
         unknown = sorted(set(changes) - set(names))
         if unknown:
             raise ValueError(
-                f"unknown PooledGNNConfig field(s) {', '.join(unknown)}; valid fields: {', '.join(names)}"
+                f"unknown PooledGNNConfig field(s) {', '.join(unknown)}; "
+                f"valid fields: {', '.join(names)}"
             )
-        if "elements" in changes:
-            changes["elements"] = tuple(changes["elements"])
         return dataclasses.replace(self, **changes)
 
+    def with_degree_histogram(self, molecules: Iterable[Any]) -> PooledGNNConfig:
+        """A copy whose ``deg`` is :func:`degree_histogram` of ``molecules`` (for ``pna``)."""
+        hist = degree_histogram(
+            molecules, self.edge_source, self.cutoff, self.max_num_neighbors, self.bond_tolerance
+        )
+        return self.replace(deg=tuple(int(v) for v in hist))
+
     def build(self) -> MolecularModel:
-        """A :class:`~molgnn.models.MolecularModel` wrapping the GNN's representation and head."""
+        """A :class:`~molgnn.models.MolecularModel` with the GNN's representation and head."""
         from molgnn.nn.prior import Atomref
 
         values = {
-            k: v for k, v in dataclasses.asdict(self).items() if k not in ("prior", "derivative")
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("prior", "derivative")
         }
         gnn = PooledGNN(**values)
         prior = Atomref(max_z=self.max_z) if self.prior == "atomref" else None

@@ -1,36 +1,54 @@
-"""Global pooling over the atoms of each molecule, by name (PyG's layers)."""
+"""Global pooling over the atoms of each molecule, chosen by name (PyG's aggregations)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from torch import Tensor, nn
-from torch_geometric.nn import (
+from torch_geometric.nn.aggr import (
+    Aggregation,
     AttentionalAggregation,
+    MaxAggregation,
+    MeanAggregation,
     Set2Set,
-    global_add_pool,
-    global_max_pool,
-    global_mean_pool,
+    SumAggregation,
 )
 
 __all__ = ["POOLS", "GlobalPool"]
 
-#: Pooling name -> (output width as a multiple of the input width).
-POOLS: dict[str, int] = {"sum": 1, "mean": 1, "max": 1, "attention": 1, "set2set": 2}
+
+def _attention(channels: int, set2set_steps: int) -> Aggregation:
+    gate = nn.Sequential(nn.Linear(channels, channels), nn.SiLU(), nn.Linear(channels, 1))
+    return AttentionalAggregation(gate_nn=gate)
+
+
+#: Pooling name -> builder ``(channels, set2set_steps) -> aggregation`` (PyG's global pools).
+POOLS: dict[str, Callable[[int, int], Aggregation]] = {
+    "sum": lambda channels, steps: SumAggregation(),
+    "mean": lambda channels, steps: MeanAggregation(),
+    "max": lambda channels, steps: MaxAggregation(),
+    "attention": _attention,
+    "set2set": lambda channels, steps: Set2Set(channels, processing_steps=steps),
+}
 
 
 class GlobalPool(nn.Module):
-    r"""Pools atom features into one vector per molecule.
+    r"""Pools the atom features of each molecule into one vector.
 
-    ``sum``, ``mean`` and ``max`` are PyG's global pools; ``attention`` is
-    :class:`torch_geometric.nn.AttentionalAggregation` with a learned gate
-    (Li et al., 2016); ``set2set`` is :class:`torch_geometric.nn.Set2Set` (Vinyals et al., 2016),
-    whose output is twice as wide.
+    ``sum``, ``mean`` and ``max`` reduce each feature over the atoms. ``attention`` is PyG's
+    :class:`~torch_geometric.nn.aggr.AttentionalAggregation` (global soft attention, Li et al.,
+    2016, https://arxiv.org/abs/1511.05493) with a learned gate
+    :math:`\mathbf{y} = \sum_i \operatorname{softmax}_i(g(\mathbf{x}_i))\,\mathbf{x}_i`.
+    ``set2set`` is PyG's :class:`~torch_geometric.nn.aggr.Set2Set` (Vinyals et al., 2016,
+    https://arxiv.org/abs/1511.06391), whose output is twice as wide.
 
     Args:
-        pool: Name from :data:`POOLS`.
+        pool: A name from :data:`POOLS`.
         channels: Feature size :math:`C`.
-        set2set_steps: Processing steps of Set2Set (default: ``3``).
+        set2set_steps: Processing steps of ``set2set`` (default: ``3``).
+
+    Raises:
+        ValueError: for an unknown ``pool``, listing the valid names.
 
     Shapes:
         - **input:** x ``[N, C]``, batch ``[N]``
@@ -41,34 +59,21 @@ class GlobalPool(nn.Module):
         super().__init__()
         if pool not in POOLS:
             raise ValueError(f"unknown pool {pool!r}; valid pools: {', '.join(POOLS)}")
+        if channels < 1:
+            raise ValueError(f"channels must be positive, got {channels}")
         self.pool = pool
         self.channels = channels
-        self.out_channels = POOLS[pool] * channels
-        self.module: nn.Module | None = None
-        self._fn: Callable[..., Tensor] | None = None
-        if pool == "attention":
-            self.module = AttentionalAggregation(
-                gate_nn=nn.Sequential(
-                    nn.Linear(channels, channels), nn.SiLU(), nn.Linear(channels, 1)
-                )
-            )
-        elif pool == "set2set":
-            self.module = Set2Set(channels, processing_steps=set2set_steps)
-        else:
-            self._fn = {"sum": global_add_pool, "mean": global_mean_pool, "max": global_max_pool}[
-                pool
-            ]
+        self.set2set_steps = set2set_steps
+        self.aggr = POOLS[pool](channels, set2set_steps)
+        self.out_channels = 2 * channels if pool == "set2set" else channels
 
     def reset_parameters(self) -> None:
-        """Re-initialise the learned pools."""
-        if self.module is not None:
-            self.module.reset_parameters()  # type: ignore[operator]
+        """Re-initialise the learned pools (``attention``, ``set2set``)."""
+        self.aggr.reset_parameters()
 
     def forward(self, x: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
-        if self._fn is not None:
-            return self._fn(x, batch, num_graphs)
-        assert self.module is not None
-        return self.module(x, batch, dim_size=num_graphs)
+        """Pool ``x`` ``[N, C]`` over the molecules of ``batch`` into ``[num_graphs, C']``."""
+        return self.aggr(x, batch, dim_size=num_graphs)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.pool!r}, channels={self.channels})"
