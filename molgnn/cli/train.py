@@ -37,6 +37,12 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--data-root", help="dataset folder")
     p.add_argument("--out", help="output folder (checkpoints, logs)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="torch.compile the model's hot path (faster after the first batches)",
+    )
     p.add_argument("--quiet", action="store_true", help="no per-epoch output")
     p.set_defaults(func=run)
 
@@ -50,7 +56,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     for flag, field in (
         ("model", "model"), ("target", "target"), ("epochs", "epochs"),
         ("batch_size", "batch_size"), ("seed", "seed"), ("device", "device"),
-        ("data_root", "data_root"), ("out", "out_dir"),
+        ("data_root", "data_root"), ("out", "out_dir"), ("compile", "compile"),
     ):  # fmt: skip
         value = getattr(args, flag)
         if value is not None:

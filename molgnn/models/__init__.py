@@ -1,6 +1,6 @@
 """Whole models: the Equivariant Transformer, the model wrapper, configs and presets."""
 
-from molgnn.models.equivariant_transformer import EquivariantTransformer, edge_geometry
+from molgnn.models.equivariant_transformer import EquivariantTransformer, edge_geometry, edge_pairs
 from molgnn.models.factory import (
     MODEL_CONFIGS,
     PRESETS,
@@ -26,5 +26,6 @@ __all__ = [
     "PooledHead",
     "build_model",
     "edge_geometry",
+    "edge_pairs",
     "model_config",
 ]

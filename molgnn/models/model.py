@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from molgnn.nn.attention import eager_hot_path
 
 __all__ = ["MolecularModel"]
 
@@ -108,7 +111,14 @@ class MolecularModel(nn.Module):
         if self.derivative and not pos.requires_grad:
             pos = pos.detach().requires_grad_(True)
         num_graphs = int(batch.max()) + 1
-        x, vec = self.representation(z, pos, batch, edge_index, edge_weight, edge_vec)
+        # Training on forces differentiates twice, which compiled code cannot do.
+        twice = self.derivative and self.training and torch.is_grad_enabled()
+        extra = {}
+        uses_vectors = getattr(self.head, "uses_vectors", True)
+        if not uses_vectors and getattr(self.representation, "can_skip_vectors", False):
+            extra["vectors"] = False  # e.g. the ET skips its last vector update
+        with eager_hot_path() if twice else contextlib.nullcontext():
+            x, vec = self.representation(z, pos, batch, edge_index, edge_weight, edge_vec, **extra)
         h = self.head.pre_reduce(x, vec, z, pos, batch)
         y = self.head.post_reduce(self.head.reduce(h, batch, num_graphs))
         y = y * self.std + self.mean
@@ -118,6 +128,18 @@ class MolecularModel(nn.Module):
             return y
         (grad,) = torch.autograd.grad(y.sum(), pos, create_graph=self.training)
         return y, -grad
+
+    def compile(self, *args: Any, **kwargs: Any) -> None:
+        """Compile the representation in place with :func:`torch.compile`.
+
+        The Equivariant Transformer compiles only its per-edge hot path (see
+        :meth:`EquivariantTransformer.compile <molgnn.models.EquivariantTransformer.compile>`);
+        other representations are compiled whole. Input checks, head and prior stay eager.
+        Training on forces (``derivative=True`` in training mode) differentiates twice, which
+        torch.compile does not support: those steps run the ET eagerly. Arguments go to
+        :func:`torch.compile`.
+        """
+        self.representation.compile(*args, **kwargs)
 
     def forward_data(self, data: Any) -> Tensor | tuple[Tensor, Tensor]:
         """Run on a PyG ``Data``/``Batch``, passing ``edge_index`` when it carries one."""

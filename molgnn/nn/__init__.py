@@ -1,7 +1,7 @@
 """Layers: radial bases, cutoffs, equivariant attention, gated blocks, output heads, priors."""
 
 from molgnn.nn.activations import ACTIVATIONS, ShiftedSoftplus
-from molgnn.nn.attention import EquivariantMultiHeadAttention
+from molgnn.nn.attention import EquivariantMultiHeadAttention, eager_hot_path
 from molgnn.nn.embedding import NeighborEmbedding
 from molgnn.nn.gated import GatedEquivariantBlock, safe_norm
 from molgnn.nn.heads import (
@@ -39,6 +39,7 @@ __all__ = [
     "OutputHead",
     "Scalar",
     "ShiftedSoftplus",
+    "eager_hot_path",
     "radius_graph",
     "safe_norm",
     "scatter_max",

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from molgnn.nn.activations import ACTIVATION_FUNCTIONS
 from molgnn.nn.activations import activation as make_activation
 from molgnn.nn.radial import CosineCutoff
-from molgnn.nn.scatter import scatter_sum
+from molgnn.nn.scatter import gather, reduce_sum
 
-__all__ = ["DISTANCE_INFLUENCE", "EquivariantMultiHeadAttention"]
+__all__ = ["DISTANCE_INFLUENCE", "EquivariantMultiHeadAttention", "eager_hot_path"]
 
 DISTANCE_INFLUENCE = ("keys", "values", "both", "none")
 
@@ -53,7 +61,8 @@ class EquivariantMultiHeadAttention(nn.Module):
 
     Shapes:
         - **input:** x ``[N, C]``, vec ``[N, 3, C]``, edge_index ``[2, E]``,
-          edge_weight ``[E]``, edge_attr ``[E, R]``, edge_unit ``[E, 3]`` (zero for self loops)
+          edge_weight ``[E]``, edge_attr ``[E, R]`` (or ``[U, R]`` with edge_pair ``[E]``),
+          edge_unit ``[E, 3]`` (zero for self loops)
         - **output:** dx ``[N, C]``, dvec ``[N, 3, C]``
     """
 
@@ -89,6 +98,7 @@ class EquivariantMultiHeadAttention(nn.Module):
         self.layernorm = nn.LayerNorm(hidden_channels) if layer_norm else nn.Identity()
         self.act = make_activation(activation)
         self.attn_activation = make_activation(attn_activation)
+        self._attn_name = attn_activation
         self.cutoff = CosineCutoff(cutoff_lower, cutoff_upper)
         c = hidden_channels
         self.q_proj = nn.Linear(c, c)
@@ -100,6 +110,8 @@ class EquivariantMultiHeadAttention(nn.Module):
         self.dv_proj = (
             nn.Linear(num_rbf, 3 * c) if distance_influence in ("values", "both") else None
         )
+        self._perm: Tensor | None = None
+        self._compile_options: tuple[tuple[Any, ...], tuple[tuple[str, Any], ...]] | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -113,70 +125,121 @@ class EquivariantMultiHeadAttention(nn.Module):
                 if lin.bias is not None:
                     nn.init.zeros_(lin.bias)
 
+    def _value_order(self) -> Tensor:
+        """Row order that turns per-head ``(s1, s2, s3)`` value blocks into three ``[C]`` blocks.
+
+        ``v_proj`` and ``dv_proj`` hold their ``3C`` outputs head by head (``[H, 3, D]``, as in
+        torchmd-net, so checkpoints interoperate); the hot path wants ``[3, H, D]`` so that
+        ``s1``, ``s2`` and ``s3`` are contiguous column blocks in the channel order of ``q``.
+        """
+        h, d = self.num_heads, self.head_dim
+        perm = self._perm
+        if perm is None or perm.device != self.v_proj.weight.device:
+            perm = torch.arange(3 * h * d, device=self.v_proj.weight.device)
+            perm = perm.view(h, 3, d).transpose(0, 1).reshape(-1)
+            self._perm = perm
+        return perm
+
+    def distance_projections(self, edge_attr: Tensor) -> list[Tensor]:
+        """The distance filters ``act(dk_proj(rbf))`` and ``act(dv_proj(rbf))``.
+
+        One ``[E, C]`` tensor per block: keys (when distances enter the keys), then the three
+        value blocks ``s1, s2, s3`` (when they enter the values). Separate products keep every
+        edge tensor contiguous, so autograd never has to split or concatenate ``[E, *]`` blocks.
+
+        Shapes:
+            - **input:** edge_attr ``[E, R]``
+            - **output:** 0, 1, 3 or 4 tensors ``[E, C]``
+        """
+        out = []
+        if self.dk_proj is not None:
+            out.append(self.act(self.dk_proj(edge_attr)))
+        if self.dv_proj is not None:
+            perm = self._value_order()
+            weight = self.dv_proj.weight.index_select(0, perm)
+            bias = self.dv_proj.bias.index_select(0, perm)
+            for w, b in zip(weight.chunk(3), bias.chunk(3), strict=True):
+                out.append(self.act(F.linear(edge_attr, w, b)))
+        return out
+
     def forward(
         self,
         x: Tensor,
-        vec: Tensor,
+        vec: Tensor | None,
         edge_index: Tensor,
         edge_weight: Tensor,
         edge_attr: Tensor,
         edge_unit: Tensor,
-    ) -> tuple[Tensor, Tensor]:
-        n, c, h, d = x.size(0), self.hidden_channels, self.num_heads, self.head_dim
+        edge_pair: Tensor | None = None,
+        vectors: bool = True,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Residual updates ``dx`` ``[N, C]`` and ``dvec`` ``[N, 3, C]``.
+
+        With ``edge_pair`` ``[E]``, ``edge_attr`` holds one row per unordered atom pair
+        (``[U, R]``) and ``edge_pair`` gives each edge's row (see
+        :func:`~molgnn.models.edge_pairs`): the distance filters, the layer's largest matrix
+        products, then run once per pair instead of once per edge. ``vec=None`` stands for
+        all-zero vector features (the ET's first layer) and skips the terms that vanish;
+        ``vectors=False`` skips the vector update (``dvec`` is ``None``), for a last layer whose
+        vectors nobody reads.
+        """
+        c = self.hidden_channels
         x = self.layernorm(x)
-        q = self.q_proj(x).view(n, h, d)
-        k = self.k_proj(x).view(n, h, d)
-        v = self.v_proj(x).view(n, h, 3 * d)
-        vec1, vec2, vec3 = self.vec_proj(vec).split(c, dim=-1)  # each [N, 3, C]
-        vec_dot = (vec1 * vec2).sum(dim=1)  # [N, C]
-
-        dk = self.act(self.dk_proj(edge_attr)).view(-1, h, d) if self.dk_proj is not None else None
-        dv = (
-            self.act(self.dv_proj(edge_attr)).view(-1, h, 3 * d)
-            if self.dv_proj is not None
-            else None
+        perm = self._value_order()
+        q = self.q_proj(x)  # [N, C]
+        k = self.k_proj(x)  # [N, C]
+        v_weight = self.v_proj.weight.index_select(0, perm)
+        v_bias = self.v_proj.bias.index_select(0, perm)
+        v = [F.linear(x, w, b) for w, b in zip(v_weight.chunk(3), v_bias.chunk(3), strict=True)]
+        y, w = self._messages(
+            q, k, v, vec, edge_attr, edge_index, edge_weight, edge_unit, edge_pair, vectors
         )
-        y, w = self._messages(q, k, v, vec, dk, dv, edge_index, edge_weight, edge_unit, n)
-
         o1, o2, o3 = self.o_proj(y).split(c, dim=1)
-        dx = vec_dot * o2 + o3
-        dvec = vec3 * o1.unsqueeze(1) + w
-        return dx, dvec
+        if vec is None:  # all-zero vector features: their terms vanish
+            return o3, w
+        vec1, vec2, vec3 = self.vec_proj(vec).split(c, dim=-1)  # each [N, 3, C]
+        dx = torch.addcmul(o3, (vec1 * vec2).sum(dim=1), o2)
+        return dx, None if w is None else torch.addcmul(w, vec3, o1.unsqueeze(1))
 
     def _messages(
         self,
         q: Tensor,
         k: Tensor,
-        v: Tensor,
-        vec: Tensor,
-        dk: Tensor | None,
-        dv: Tensor | None,
+        v: list[Tensor],
+        vec: Tensor | None,
+        edge_attr: Tensor,
         edge_index: Tensor,
         edge_weight: Tensor,
         edge_unit: Tensor,
-        num_nodes: int,
-    ) -> tuple[Tensor, Tensor]:
-        """The per-edge work and its aggregation (the hot path)."""
-        src, dst = edge_index[0], edge_index[1]
-        e, d, c = src.numel(), self.head_dim, self.hidden_channels
-        qk = q.index_select(0, dst) * k.index_select(0, src)  # [E, H, D]
-        if dk is not None:
-            qk = qk * dk
-        attn = self.attn_activation(qk.sum(dim=-1))  # [E, H]
+        edge_pair: Tensor | None,
+        vectors: bool,
+    ) -> tuple[Tensor, Tensor | None]:
+        """The per-edge work and its aggregation (the hot path), eager or compiled."""
+        dist = self.distance_projections(edge_attr)
+        dk = dist[0] if self.dk_proj is not None else None
+        dv1, dv2, dv3 = dist[-3:] if self.dv_proj is not None else (None, None, None)
         cut = self.cutoff(edge_weight).unsqueeze(1)  # [E, 1]
-        values = v.index_select(0, src)  # [E, H, 3D]
-        if self.vector_cutoff:
-            values = values * cut.unsqueeze(2)
-        else:
-            attn = attn * cut
-        if dv is not None:
-            values = values * dv
-        s1, s2, s3 = values.split(d, dim=2)  # each [E, H, D]
-        y = scatter_sum((s1 * attn.unsqueeze(2)).reshape(e, c), dst, num_nodes)  # [N, C]
-        msg = vec.index_select(0, src) * s2.reshape(e, 1, c)  # [E, 3, C]
-        msg = msg + s3.reshape(e, 1, c) * edge_unit.unsqueeze(2)
-        w = scatter_sum(msg, dst, num_nodes)  # [N, 3, C]
-        return y, w
+        tensors = (q, k, v[0], v[1], v[2], vec, dk, dv1, dv2, dv3, edge_index, cut, edge_unit,
+                   edge_pair)  # fmt: skip
+        if self._compile_options is None or getattr(_EAGER, "active", False):
+            attn_activation = ACTIVATION_FUNCTIONS[self._attn_name]
+            return _edge_messages(
+                *tensors, self.num_heads, self.head_dim, attn_activation, self.vector_cutoff,
+                vectors,
+            )  # fmt: skip
+        static = (self.num_heads, self.head_dim, self._attn_name, self.vector_cutoff, vectors)
+        return _compiled(self._compile_options, static)(*tensors)
+
+    def compile(self, *args: Any, **kwargs: Any) -> None:
+        """Compile the per-edge hot path with :func:`torch.compile`, in place.
+
+        Only the edge work is compiled (gathers, products and the scatters into atoms, fused
+        into a few loops); the projections stay eager. Layers of the same shape share one set
+        of kernels. Atom and edge counts become dynamic after the first batch of a new size, so
+        the first few batches are slow while it compiles, and later ones reuse the kernels.
+        Arguments go to :func:`torch.compile`.
+        """
+        self._compile_options = (args, tuple(sorted(kwargs.items())))
 
     def __repr__(self) -> str:
         return (
@@ -184,3 +247,119 @@ class EquivariantMultiHeadAttention(nn.Module):
             f"num_heads={self.num_heads}, distance_influence={self.distance_influence!r}, "
             f"vector_cutoff={self.vector_cutoff}, layer_norm={self.layer_norm})"
         )
+
+
+def _edge_messages(
+    q: Tensor,
+    k: Tensor,
+    v1: Tensor,
+    v2: Tensor,
+    v3: Tensor,
+    vec: Tensor | None,
+    dk: Tensor | None,
+    dv1: Tensor | None,
+    dv2: Tensor | None,
+    dv3: Tensor | None,
+    edge_index: Tensor,
+    cut: Tensor,
+    unit: Tensor,
+    edge_pair: Tensor | None,
+    num_heads: int,
+    head_dim: int,
+    attn_activation: Callable[[Tensor], Tensor],
+    vector_cutoff: bool,
+    vectors: bool = True,
+) -> tuple[Tensor, Tensor | None]:
+    """Attention, scalar and vector messages, summed into their centre atoms.
+
+    Whatever depends on the neighbour alone is computed per atom before the gather
+    (``vec_j * v2_j``), and the cutoff multiplies the smallest factor it can, so each edge
+    touches as few ``[E, C]`` temporaries as possible. Distance filters given per atom pair
+    (``edge_pair``) are gathered here, where a compiled kernel fuses the gather.
+
+    Shapes:
+        - **input:** q, k, v1, v2, v3 ``[N, C]``, vec ``[N, 3, C]`` (or ``None`` for zeros), filters ``[E, C]`` or
+          ``[U, C]``, edge_index ``[2, E]``, cut ``[E, 1]``, unit ``[E, 3]``
+        - **output:** ``[N, C]``, ``[N, 3, C]``
+    """
+    src, dst = edge_index[0], edge_index[1]
+    n, e, c = q.size(0), src.numel(), num_heads * head_dim
+    if vec is None or not vectors:  # the vec_j * s2 term vanishes or is not wanted
+        dv2 = None
+    if not vectors:
+        dv3 = None
+    if edge_pair is not None:
+        dk, dv1, dv2, dv3 = (
+            None if t is None else gather(t, edge_pair) for t in (dk, dv1, dv2, dv3)
+        )
+    qk = gather(q, dst) * gather(k, src)  # [E, C]
+    if dk is not None:
+        qk = qk * dk
+    attn = attn_activation(qk.view(e, num_heads, head_dim).sum(dim=-1))  # [E, H]
+    attn = attn * cut  # the scalar message is cut in both modes
+    s1 = gather(v1, src)
+    if dv1 is not None:
+        s1 = s1 * dv1
+    y = reduce_sum((s1.view(e, num_heads, head_dim) * attn.unsqueeze(2)).view(e, c), dst, n)
+    if not vectors:
+        return y, None
+    s3 = gather(v3, src)
+    s2: Tensor | None = cut if vector_cutoff else None
+    if dv3 is not None:
+        s3 = s3 * dv3
+    if dv2 is not None:
+        s2 = dv2 * cut if vector_cutoff else dv2  # [E, C]
+    if vector_cutoff:
+        unit = unit * cut  # [E, 3]
+    vec_msg = unit.unsqueeze(2) * s3.unsqueeze(1)  # [E, 3, C]
+    if vec is not None:
+        u_j = gather(vec * v2.unsqueeze(1), src)  # [E, 3, C]: vec_j * v2_j, made per atom
+        vec_msg = vec_msg + u_j if s2 is None else torch.addcmul(vec_msg, u_j, s2.unsqueeze(1))
+    return y, reduce_sum(vec_msg, dst, n)
+
+
+_COMPILED: dict[Any, Callable[..., tuple[Tensor, Tensor | None]]] = {}
+_EAGER = threading.local()
+_EAGER.active = False
+
+
+@contextlib.contextmanager
+def eager_hot_path() -> Iterator[None]:
+    r"""Run compiled layers eagerly inside this block.
+
+    For graphs that will be differentiated twice (training on forces, where the loss holds
+    :math:`-\partial E / \partial \mathbf{r}`): torch.compile does not support double backward.
+    :class:`~molgnn.models.MolecularModel` enters it by itself when it needs to.
+    """
+    previous = getattr(_EAGER, "active", False)
+    _EAGER.active = True
+    try:
+        yield
+    finally:
+        _EAGER.active = previous
+
+
+def _compiled(
+    options: tuple[tuple[Any, ...], tuple[tuple[str, Any], ...]],
+    static: tuple[int, int, str, bool, bool],
+) -> Callable[..., tuple[Tensor, Tensor | None]]:
+    """The hot path compiled with ``options``, shared by every layer with the same ``static``.
+
+    Head count and size, attention activation and cutoff mode are closed over, so the compiler
+    sees them as constants. Left to torch's automatic dynamic shapes, the atom and edge counts
+    become symbolic after the first change of batch size while the channel counts stay static,
+    so the channel loops vectorise (forcing ``dynamic=True`` makes them symbolic too, and the
+    kernels about 3x slower).
+    """
+    key = (options, static)
+    if key not in _COMPILED:
+        num_heads, head_dim, attn_name, vector_cutoff, vectors = static
+        attn_activation = ACTIVATION_FUNCTIONS[attn_name]
+
+        def messages(*tensors: Any) -> tuple[Tensor, Tensor | None]:
+            return _edge_messages(
+                *tensors, num_heads, head_dim, attn_activation, vector_cutoff, vectors
+            )  # type: ignore[call-arg]
+
+        _COMPILED[key] = torch.compile(messages, *options[0], **dict(options[1]))
+    return _COMPILED[key]

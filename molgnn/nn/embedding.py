@@ -33,7 +33,7 @@ class NeighborEmbedding(nn.Module):
 
     Shapes:
         - **input:** z ``[N]``, x ``[N, C]``, edge_index ``[2, E]``, edge_weight ``[E]``,
-          edge_attr ``[E, R]``
+          edge_attr ``[E, R]`` (or ``[U, R]`` with edge_pair ``[E]``)
         - **output:** ``[N, C]``
     """
 
@@ -61,16 +61,27 @@ class NeighborEmbedding(nn.Module):
             nn.init.zeros_(lin.bias)
 
     def forward(
-        self, z: Tensor, x: Tensor, edge_index: Tensor, edge_weight: Tensor, edge_attr: Tensor
+        self,
+        z: Tensor,
+        x: Tensor,
+        edge_index: Tensor,
+        edge_weight: Tensor,
+        edge_attr: Tensor,
+        edge_pair: Tensor | None = None,
     ) -> Tensor:
+        """Mixed embeddings ``[N, C]``.
+
+        With ``edge_pair`` ``[E]``, ``edge_attr`` holds one row per unordered atom pair
+        (``[U, R]``) and ``edge_pair`` gives each edge's row (see
+        :func:`~molgnn.models.edge_pairs`); the distance projection then runs once per pair.
+        """
+        filt = self.distance_proj(edge_attr)  # [E or U, C]
+        if edge_pair is not None:
+            filt = filt.index_select(0, edge_pair)
         keep = edge_index[0] != edge_index[1]
         if not bool(keep.all()):
-            edge_index, edge_weight, edge_attr = (
-                edge_index[:, keep],
-                edge_weight[keep],
-                edge_attr[keep],
-            )
-        filt = self.distance_proj(edge_attr) * self.cutoff(edge_weight).unsqueeze(1)  # [E, C]
+            edge_index, edge_weight, filt = edge_index[:, keep], edge_weight[keep], filt[keep]
+        filt = filt * self.cutoff(edge_weight).unsqueeze(1)  # [E, C]
         neighbours = self.embedding(z).index_select(0, edge_index[1]) * filt  # [E, C]
         summed = torch.zeros_like(x).index_add_(0, edge_index[0], neighbours)  # [N, C]
         return self.combine(torch.cat([x, summed], dim=1))

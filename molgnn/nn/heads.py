@@ -46,6 +46,10 @@ class OutputHead(nn.Module):
         reduce_op: ``"sum"`` or ``"mean"`` over the atoms of each molecule (default: ``"sum"``).
     """
 
+    #: Whether ``pre_reduce`` reads the vector features (a representation may skip computing
+    #: them when it does not).
+    uses_vectors: bool = True
+
     def __init__(self, reduce_op: str = "sum") -> None:
         super().__init__()
         if reduce_op not in _REDUCE:
@@ -81,6 +85,8 @@ class Scalar(OutputHead):
         - **pre_reduce:** x ``[N, C]`` -> ``[N, T]``
         - **output:** ``[B, T]``
     """
+
+    uses_vectors = False
 
     def __init__(
         self,

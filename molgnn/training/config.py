@@ -60,6 +60,9 @@ class TrainConfig:
         seed: Seed of the model initialisation and batch order (default: ``0``).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (default: ``"auto"``).
         bf16: bf16 autocast on CUDA (default: ``False``).
+        compile: Compile the model's hot path with :func:`torch.compile` (see
+            :meth:`MolecularModel.compile <molgnn.models.MolecularModel.compile>`): the first
+            batches are slow while it compiles, later ones faster (default: ``False``).
         out_dir: Output folder for checkpoints and logs (default: ``"runs/train"``).
     """
 
@@ -91,6 +94,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     bf16: bool = False
+    compile: bool = False
     out_dir: str = "runs/train"
 
     def __post_init__(self) -> None:

@@ -138,6 +138,8 @@ class Trainer:
         else:
             self.model = model
         self.model.to(self.device)
+        if config.compile:
+            self.model.compile()
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )

@@ -88,3 +88,12 @@ def test_backend_switching():
     if "torch_scatter" not in scatter.available_backends():
         with pytest.raises(ValueError, match="torch-scatter"):
             scatter.set_backend("torch_scatter")
+
+
+def test_sum_gradients_first_and_second_order(backend):
+    """scatter_sum's backward (index_select for both backends) is exact and differentiable."""
+    gen = torch.Generator().manual_seed(0)
+    src = torch.randn(9, 2, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    index = torch.tensor([0, 2, 2, 1, 0, 4, 4, 4, 1])
+    assert torch.autograd.gradcheck(lambda s: scatter.scatter_sum(s, index, 5), (src,))
+    assert torch.autograd.gradgradcheck(lambda s: scatter.scatter_sum(s, index, 5) ** 2, (src,))
