@@ -78,11 +78,11 @@ class NeighborEmbedding(nn.Module):
         filt = self.distance_proj(edge_attr)  # [E or U, C]
         if edge_pair is not None:
             filt = filt.index_select(0, edge_pair)
-        keep = edge_index[0] != edge_index[1]
-        if not bool(keep.all()):
-            edge_index, edge_weight, filt = edge_index[:, keep], edge_weight[keep], filt[keep]
-        filt = filt * self.cutoff(edge_weight).unsqueeze(1)  # [E, C]
+        # Self loops are masked out through the cutoff factor rather than dropped, which would
+        # cost a boolean-mask copy of every [E, C] tensor and a slow index_put in backward.
+        weight = self.cutoff(edge_weight) * (edge_index[0] != edge_index[1])  # [E]
         neighbours = self.embedding(z).index_select(0, edge_index[1]) * filt  # [E, C]
+        neighbours = neighbours * weight.unsqueeze(1)
         summed = torch.zeros_like(x).index_add_(0, edge_index[0], neighbours)  # [N, C]
         return self.combine(torch.cat([x, summed], dim=1))
 

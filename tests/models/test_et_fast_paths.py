@@ -101,3 +101,37 @@ def test_train_config_compile_compiles_the_model(tiny_qm9):
                          data_root=str(tiny_qm9), out_dir=str(tiny_qm9.parent / "run"))  # fmt: skip
     trainer = Trainer(config, progress=False)
     assert trainer.model.representation.attention_layers[0]._compile_options is not None
+
+
+def test_skipping_unused_vectors_changes_nothing_else():
+    """vectors=False (a scalar head) skips the last vector update; the scalars are unchanged."""
+    torch.manual_seed(0)
+    model = build_model("et-small", **TINY, head="scalar").double()
+    z, pos, batch = batch_of([random_molecule(n, seed=n, dtype=torch.float64) for n in (4, 9)])
+    rep = model.representation
+    x_full, vec = rep(z, pos, batch)
+    x_skip, none = rep(z, pos, batch, vectors=False)
+    assert none is None and vec.shape == (13, 3, 16)
+    assert torch.allclose(x_full, x_skip, atol=1e-12)
+    assert not model.head.uses_vectors  # the Scalar head: MolecularModel asks for no vectors
+    expected = model.head.post_reduce(model.head.reduce(model.head.pre_reduce(
+        x_full, vec, z, pos, batch), batch, 2)) * model.std + model.mean  # fmt: skip
+    assert torch.allclose(model(z, pos, batch), expected, atol=1e-12)
+
+
+def test_neighbor_embedding_ignores_self_loops():
+    from molgnn.nn import NeighborEmbedding
+
+    torch.manual_seed(0)
+    emb = NeighborEmbedding(8, 4).double()
+    z = torch.tensor([1, 6, 8])
+    pos = torch.tensor([[0.0, 0, 0], [1.1, 0, 0], [0, 1.3, 0]], dtype=torch.float64)
+    x = torch.randn(3, 8, dtype=torch.float64)
+    rbf = ExpNormalSmearing(0.0, 5.0, 4, trainable=False).double()
+    with_loops = radius_graph(pos, 5.0, loop=True)
+    without = radius_graph(pos, 5.0, loop=False)
+    out = []
+    for ei in (with_loops, without):
+        length, _ = edge_geometry(pos, ei)
+        out.append(emb(z, x, ei, length, rbf(length)))
+    assert torch.allclose(out[0], out[1], atol=1e-12)
