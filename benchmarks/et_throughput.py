@@ -291,6 +291,10 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Measure one row; runs in its own process."""
     t_start = time.perf_counter()
     torch.set_num_threads(spec["threads"])
+    if spec.get("tune_malloc"):
+        from molgnn.training import tune_malloc
+
+        tune_malloc()
     device = torch.device(spec["device"])
     cuda = device.type == "cuda"
     if spec["backend"] is not None:
@@ -555,6 +559,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--amp", default="none", choices=["none", "bf16"], help="bf16 autocast (CUDA only)"
     )
+    p.add_argument(
+        "--tune-malloc",
+        action="store_true",
+        help="every row (torchmd-net too) keeps freed memory (molgnn.training.tune_malloc)",
+    )
     p.add_argument("--root", type=Path, default=None, help="QM9 folder (default: <data root>/qm9)")
     p.add_argument("--molecules", type=Path, help="read the batches from this file, not QM9")
     p.add_argument(
@@ -646,6 +655,7 @@ def main(argv: list[str] | None = None) -> None:
                 "repeats": args.repeats,
                 "seed": args.seed,
                 "amp": args.amp,
+                "tune_malloc": args.tune_malloc,
             }
             result = run_worker(worker_spec, args.threads, args.row_timeout)
             row = {
@@ -697,6 +707,7 @@ def main(argv: list[str] | None = None) -> None:
         "repeats": args.repeats,
         "seed": args.seed,
         "amp": args.amp,
+        "tune_malloc": args.tune_malloc,
         "edges": args.edges,
         "backends": args.backends,
         "compare": args.compare,

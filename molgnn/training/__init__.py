@@ -1,5 +1,6 @@
 """Training: configuration, the epoch loop, checkpoints, schedules, EMA and losses."""
 
+from molgnn.training.allocator import tune_malloc
 from molgnn.training.checkpoint import (
     FORMAT_VERSION,
     file_sha256,
@@ -41,4 +42,5 @@ __all__ = [
     "predict_batch",
     "resolve_device",
     "save_checkpoint",
+    "tune_malloc",
 ]

@@ -17,6 +17,7 @@ from torch_geometric.data import Batch, Dataset
 from torch_geometric.loader import DataLoader
 
 from molgnn.data.keys import atom_reference, get_target
+from molgnn.training.allocator import tune_malloc
 from molgnn.training.checkpoint import load_checkpoint, save_checkpoint
 from molgnn.training.config import TrainConfig
 from molgnn.training.data import Splits, load_dataset, make_splits
@@ -126,6 +127,8 @@ class Trainer:
         self.progress = progress
         seed_everything(config.seed)
         self.device = resolve_device(config.device)
+        if config.tune_malloc and self.device.type == "cpu":
+            tune_malloc()
         self.dataset = dataset if dataset is not None else load_dataset(config)
         self.splits = splits if splits is not None else make_splits(len(self.dataset), config)
         self.target = get_target(config.target)
