@@ -638,6 +638,10 @@ def main(argv: list[str] | None = None) -> None:
             data_files[name] = str(Path(tmp) / f"{name}.pt")
             torch.save(run, data_files[name])
         base: dict[str, dict[str, Any]] = {}
+        settings = {
+            key: getattr(args, key)
+            for key in ("threads", "steps", "warmup", "repeats", "seed", "amp", "tune_malloc")
+        }
         for k, (name, spec) in enumerate(plan, 1):
             label = spec["label"]
             log(f"[{k}/{len(plan)}] {name} {label}")
@@ -649,13 +653,7 @@ def main(argv: list[str] | None = None) -> None:
                 "data_file": data_files[name],
                 "result_file": str(Path(tmp) / f"result{k}.json"),
                 "device": args.device,
-                "threads": args.threads,
-                "steps": args.steps,
-                "warmup": args.warmup,
-                "repeats": args.repeats,
-                "seed": args.seed,
-                "amp": args.amp,
-                "tune_malloc": args.tune_malloc,
+                **settings,
             }
             result = run_worker(worker_spec, args.threads, args.row_timeout)
             row = {
@@ -701,13 +699,7 @@ def main(argv: list[str] | None = None) -> None:
         "torch": torch.__version__,
         "torchmd_net": version("torchmd-net") if args.compare else None,
         "molgnn": version("molgnn"),
-        "threads": args.threads,
-        "steps": args.steps,
-        "warmup": args.warmup,
-        "repeats": args.repeats,
-        "seed": args.seed,
-        "amp": args.amp,
-        "tune_malloc": args.tune_malloc,
+        **settings,
         "edges": args.edges,
         "backends": args.backends,
         "compare": args.compare,

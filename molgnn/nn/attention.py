@@ -140,6 +140,12 @@ class EquivariantMultiHeadAttention(nn.Module):
             self._perm = perm
         return perm
 
+    def _value_blocks(self, lin: nn.Linear) -> list[tuple[Tensor, Tensor]]:
+        """``lin``'s weight and bias cut into the ``s1, s2, s3`` blocks, each ``([C, *], [C])``."""
+        perm = self._value_order()
+        weight, bias = lin.weight.index_select(0, perm), lin.bias.index_select(0, perm)
+        return list(zip(weight.chunk(3), bias.chunk(3), strict=True))
+
     def distance_projections(self, edge_attr: Tensor) -> list[Tensor]:
         """The distance filters ``act(dk_proj(rbf))`` and ``act(dv_proj(rbf))``.
 
@@ -155,11 +161,9 @@ class EquivariantMultiHeadAttention(nn.Module):
         if self.dk_proj is not None:
             out.append(self.act(self.dk_proj(edge_attr)))
         if self.dv_proj is not None:
-            perm = self._value_order()
-            weight = self.dv_proj.weight.index_select(0, perm)
-            bias = self.dv_proj.bias.index_select(0, perm)
-            for w, b in zip(weight.chunk(3), bias.chunk(3), strict=True):
-                out.append(self.act(F.linear(edge_attr, w, b)))
+            out += [
+                self.act(F.linear(edge_attr, w, b)) for w, b in self._value_blocks(self.dv_proj)
+            ]
         return out
 
     def forward(
@@ -185,12 +189,9 @@ class EquivariantMultiHeadAttention(nn.Module):
         """
         c = self.hidden_channels
         x = self.layernorm(x)
-        perm = self._value_order()
         q = self.q_proj(x)  # [N, C]
         k = self.k_proj(x)  # [N, C]
-        v_weight = self.v_proj.weight.index_select(0, perm)
-        v_bias = self.v_proj.bias.index_select(0, perm)
-        v = [F.linear(x, w, b) for w, b in zip(v_weight.chunk(3), v_bias.chunk(3), strict=True)]
+        v = [F.linear(x, w, b) for w, b in self._value_blocks(self.v_proj)]  # 3 x [N, C]
         y, w = self._messages(
             q, k, v, vec, edge_attr, edge_index, edge_weight, edge_unit, edge_pair, vectors
         )
@@ -222,9 +223,8 @@ class EquivariantMultiHeadAttention(nn.Module):
         tensors = (q, k, v[0], v[1], v[2], vec, dk, dv1, dv2, dv3, edge_index, cut, edge_unit,
                    edge_pair)  # fmt: skip
         if self._compile_options is None or getattr(_EAGER, "active", False):
-            attn_activation = ACTIVATION_FUNCTIONS[self._attn_name]
             return _edge_messages(
-                *tensors, self.num_heads, self.head_dim, attn_activation, self.vector_cutoff,
+                *tensors, self.num_heads, self.head_dim, self.attn_activation, self.vector_cutoff,
                 vectors,
             )  # fmt: skip
         static = (self.num_heads, self.head_dim, self._attn_name, self.vector_cutoff, vectors)
@@ -319,8 +319,7 @@ def _edge_messages(
 
 
 _COMPILED: dict[Any, Callable[..., tuple[Tensor, Tensor | None]]] = {}
-_EAGER = threading.local()
-_EAGER.active = False
+_EAGER = threading.local()  # .active: set inside eager_hot_path(), per thread
 
 
 @contextlib.contextmanager

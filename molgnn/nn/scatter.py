@@ -97,12 +97,21 @@ class _TorchScatterSum(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-        ctx.save_for_backward(inputs[1])
+        _save_index(ctx, inputs, output)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
-        (index,) = ctx.saved_tensors
-        return grad.index_select(0, index), None, None
+        return _sum_backward(ctx, grad)
+
+
+def _save_index(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    ctx.save_for_backward(inputs[1])
+
+
+def _sum_backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+    """The gradient of a scatter sum with respect to ``src``: ``grad[index]``."""
+    (index,) = ctx.saved_tensors
+    return grad.index_select(0, index), None, None
 
 
 def scatter_mean(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
@@ -150,16 +159,7 @@ def _(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
     return src.new_empty((dim_size, *src.shape[1:]))
 
 
-def _opaque_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-    ctx.save_for_backward(inputs[1])
-
-
-def _opaque_backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
-    (index,) = ctx.saved_tensors
-    return grad.index_select(0, index), None, None
-
-
-_opaque_scatter_sum.register_autograd(_opaque_backward, setup_context=_opaque_setup)
+_opaque_scatter_sum.register_autograd(_sum_backward, setup_context=_save_index)
 
 
 class _Gather(torch.autograd.Function):
