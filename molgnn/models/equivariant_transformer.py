@@ -229,6 +229,8 @@ class EquivariantTransformer(nn.Module):
         layers, reused by batches of any size once the first few have compiled them. Arguments
         go to :func:`torch.compile`.
         """
+        if self.neighbor_embedding is not None:
+            self.neighbor_embedding.compile(*args, **kwargs)
         for layer in self.attention_layers:
             layer.compile(*args, **kwargs)
 

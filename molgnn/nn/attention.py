@@ -140,31 +140,53 @@ class EquivariantMultiHeadAttention(nn.Module):
             self._perm = perm
         return perm
 
-    def _value_blocks(self, lin: nn.Linear) -> list[tuple[Tensor, Tensor]]:
-        """``lin``'s weight and bias cut into the ``s1, s2, s3`` blocks, each ``([C, *], [C])``."""
-        perm = self._value_order()
-        weight, bias = lin.weight.index_select(0, perm), lin.bias.index_select(0, perm)
-        return list(zip(weight.chunk(3), bias.chunk(3), strict=True))
+    def _value_blocks(
+        self, lin: nn.Linear, wanted: tuple[bool, bool, bool] = (True, True, True)
+    ) -> list[tuple[Tensor, Tensor] | None]:
+        """``lin``'s weight and bias cut into the ``s1, s2, s3`` blocks, each ``([C, *], [C])``.
 
-    def distance_projections(self, edge_attr: Tensor) -> list[Tensor]:
+        Blocks not ``wanted`` are ``None``.
+        """
+        perm = self._value_order()
+        c = self.hidden_channels
+        rows = [perm[i * c : (i + 1) * c] for i in range(3)]
+        return [
+            (lin.weight.index_select(0, r), lin.bias.index_select(0, r)) if want else None
+            for r, want in zip(rows, wanted, strict=True)
+        ]
+
+    def distance_projections(
+        self, edge_attr: Tensor, values: tuple[bool, bool, bool] = (True, True, True)
+    ) -> list[Tensor | None]:
         """The distance filters ``act(dk_proj(rbf))`` and ``act(dv_proj(rbf))``.
 
         One ``[E, C]`` tensor per block: keys (when distances enter the keys), then the three
-        value blocks ``s1, s2, s3`` (when they enter the values). Separate products keep every
-        edge tensor contiguous, so autograd never has to split or concatenate ``[E, *]`` blocks.
+        value blocks ``s1, s2, s3`` (when they enter the values; a block left out of ``values``
+        is ``None``). Separate products keep every edge tensor contiguous, so autograd never
+        has to split or concatenate ``[E, *]`` blocks.
 
         Shapes:
             - **input:** edge_attr ``[E, R]``
-            - **output:** 0, 1, 3 or 4 tensors ``[E, C]``
+            - **output:** 0, 1, 3 or 4 entries ``[E, C]`` (or ``None``)
         """
-        out = []
+        out: list[Tensor | None] = []
         if self.dk_proj is not None:
             out.append(self.act(self.dk_proj(edge_attr)))
         if self.dv_proj is not None:
             out += [
-                self.act(F.linear(edge_attr, w, b)) for w, b in self._value_blocks(self.dv_proj)
+                None if block is None else self.act(F.linear(edge_attr, *block))
+                for block in self._value_blocks(self.dv_proj, values)
             ]
         return out
+
+    @staticmethod
+    def _rows(lin: nn.Linear, x: Tensor, first: int, last: int, blocks: int = 3) -> Tensor:
+        """Output blocks ``first..last-1`` of ``lin(x)`` (of ``blocks`` equal ones), alone."""
+        if first == 0 and last == blocks:
+            return lin(x)
+        size = lin.out_features // blocks
+        bias = None if lin.bias is None else lin.bias[first * size : last * size]
+        return F.linear(x, lin.weight[first * size : last * size], bias)
 
     def forward(
         self,
@@ -189,37 +211,47 @@ class EquivariantMultiHeadAttention(nn.Module):
         """
         c = self.hidden_channels
         x = self.layernorm(x)
+        # Blocks whose results nobody reads are not computed: with zero vectors (vec=None) the
+        # s2 values, o1, o2; without the vector update (vectors=False) s2, s3, o1 and vec3.
+        wanted = (True, vec is not None and vectors, vectors)
         q = self.q_proj(x)  # [N, C]
         k = self.k_proj(x)  # [N, C]
-        v = [F.linear(x, w, b) for w, b in self._value_blocks(self.v_proj)]  # 3 x [N, C]
+        v = [  # 3 x [N, C] (None where not wanted)
+            None if block is None else F.linear(x, *block)
+            for block in self._value_blocks(self.v_proj, wanted)
+        ]
         y, w = self._messages(
-            q, k, v, vec, edge_attr, edge_index, edge_weight, edge_unit, edge_pair, vectors
+            q, k, v, vec, edge_attr, edge_index, edge_weight, edge_unit, edge_pair, wanted
         )
-        o1, o2, o3 = self.o_proj(y).split(c, dim=1)
         if vec is None:  # all-zero vector features: their terms vanish
-            return o3, w
-        vec1, vec2, vec3 = self.vec_proj(vec).split(c, dim=-1)  # each [N, 3, C]
-        dx = torch.addcmul(o3, (vec1 * vec2).sum(dim=1), o2)
-        return dx, None if w is None else torch.addcmul(w, vec3, o1.unsqueeze(1))
+            return self._rows(self.o_proj, y, 2, 3), w
+        first = 0 if vectors else 1
+        o = self._rows(self.o_proj, y, first, 3).split(c, dim=1)  # (o1,) o2, o3: [N, C]
+        vecs = self._rows(self.vec_proj, vec, 0, 2 + vectors).split(c, dim=-1)  # [N, 3, C]
+        dx = torch.addcmul(o[-1], (vecs[0] * vecs[1]).sum(dim=1), o[-2])
+        if w is None:
+            return dx, None
+        return dx, torch.addcmul(w, vecs[2], o[0].unsqueeze(1))
 
     def _messages(
         self,
         q: Tensor,
         k: Tensor,
-        v: list[Tensor],
+        v: list[Tensor | None],
         vec: Tensor | None,
         edge_attr: Tensor,
         edge_index: Tensor,
         edge_weight: Tensor,
         edge_unit: Tensor,
         edge_pair: Tensor | None,
-        vectors: bool,
+        wanted: tuple[bool, bool, bool],
     ) -> tuple[Tensor, Tensor | None]:
         """The per-edge work and its aggregation (the hot path), eager or compiled."""
-        dist = self.distance_projections(edge_attr)
+        dist = self.distance_projections(edge_attr, wanted)
         dk = dist[0] if self.dk_proj is not None else None
         dv1, dv2, dv3 = dist[-3:] if self.dv_proj is not None else (None, None, None)
         cut = self.cutoff(edge_weight).unsqueeze(1)  # [E, 1]
+        vectors = wanted[2]
         tensors = (q, k, v[0], v[1], v[2], vec, dk, dv1, dv2, dv3, edge_index, cut, edge_unit,
                    edge_pair)  # fmt: skip
         if self._compile_options is None or getattr(_EAGER, "active", False):
@@ -253,8 +285,8 @@ def _edge_messages(
     q: Tensor,
     k: Tensor,
     v1: Tensor,
-    v2: Tensor,
-    v3: Tensor,
+    v2: Tensor | None,
+    v3: Tensor | None,
     vec: Tensor | None,
     dk: Tensor | None,
     dv1: Tensor | None,
@@ -303,6 +335,7 @@ def _edge_messages(
     y = reduce_sum((s1.view(e, num_heads, head_dim) * attn.unsqueeze(2)).view(e, c), dst, n)
     if not vectors:
         return y, None
+    assert v3 is not None  # computed whenever the vector update is
     s3 = gather(v3, src)
     s2: Tensor | None = cut if vector_cutoff else None
     if dv3 is not None:
@@ -313,6 +346,7 @@ def _edge_messages(
         unit = unit * cut  # [E, 3]
     vec_msg = unit.unsqueeze(2) * s3.unsqueeze(1)  # [E, 3, C]
     if vec is not None:
+        assert v2 is not None  # computed whenever vectors are updated from nonzero ones
         u_j = gather(vec * v2.unsqueeze(1), src)  # [E, 3, C]: vec_j * v2_j, made per atom
         vec_msg = vec_msg + u_j if s2 is None else torch.addcmul(vec_msg, u_j, s2.unsqueeze(1))
     return y, reduce_sum(vec_msg, dst, n)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
+from molgnn.nn.attention import _EAGER
 from molgnn.nn.radial import CosineCutoff
+from molgnn.nn.scatter import gather, reduce_sum
 
 __all__ = ["NeighborEmbedding"]
 
@@ -51,6 +56,7 @@ class NeighborEmbedding(nn.Module):
         self.distance_proj = nn.Linear(num_rbf, hidden_channels)
         self.combine = nn.Linear(2 * hidden_channels, hidden_channels)
         self.cutoff = CosineCutoff(cutoff_lower, cutoff_upper)
+        self._compile_options: tuple[tuple[Any, ...], tuple[tuple[str, Any], ...]] | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -76,16 +82,51 @@ class NeighborEmbedding(nn.Module):
         :func:`~molgnn.models.edge_pairs`); the distance projection then runs once per pair.
         """
         filt = self.distance_proj(edge_attr)  # [E or U, C]
-        if edge_pair is not None:
-            filt = filt.index_select(0, edge_pair)
         # Self loops are masked out through the cutoff factor rather than dropped, which would
         # cost a boolean-mask copy of every [E, C] tensor and a slow index_put in backward.
-        weight = self.cutoff(edge_weight) * (edge_index[0] != edge_index[1])  # [E]
-        neighbours = self.embedding(z).index_select(0, edge_index[1]) * filt  # [E, C]
-        neighbours = neighbours * weight.unsqueeze(1)
-        summed = torch.zeros_like(x).index_add_(0, edge_index[0], neighbours)  # [N, C]
+        weight = (self.cutoff(edge_weight) * (edge_index[0] != edge_index[1])).unsqueeze(1)
+        messages = _neighbor_sum
+        if self._compile_options is not None and not getattr(_EAGER, "active", False):
+            messages = _compiled(self._compile_options)
+        summed = messages(self.embedding(z), filt, edge_index, weight, edge_pair)  # [N, C]
         return self.combine(torch.cat([x, summed], dim=1))
+
+    def compile(self, *args: Any, **kwargs: Any) -> None:
+        """Compile the per-edge part (gathers, products, the sum into atoms), in place.
+
+        Arguments go to :func:`torch.compile`; see
+        :meth:`EquivariantMultiHeadAttention.compile <molgnn.nn.EquivariantMultiHeadAttention.compile>`.
+        """
+        self._compile_options = (args, tuple(sorted(kwargs.items())))
 
     def __repr__(self) -> str:
         rbf = self.distance_proj.in_features
         return f"{self.__class__.__name__}(hidden_channels={self.hidden_channels}, num_rbf={rbf})"
+
+
+def _neighbor_sum(
+    u: Tensor, filt: Tensor, edge_index: Tensor, weight: Tensor, edge_pair: Tensor | None
+) -> Tensor:
+    """``sum_j filt_ij * weight_ij * u_j`` into each atom ``i``, ``[N, C]``.
+
+    Shapes:
+        - **input:** u ``[N, C]``, filt ``[E, C]`` (or ``[U, C]`` with edge_pair ``[E]``),
+          edge_index ``[2, E]``, weight ``[E, 1]``
+        - **output:** ``[N, C]``
+    """
+    if edge_pair is not None:
+        filt = gather(filt, edge_pair)
+    messages = gather(u, edge_index[1]) * filt * weight  # [E, C]
+    return reduce_sum(messages, edge_index[0], u.size(0))
+
+
+_COMPILED: dict[Any, Callable[..., Tensor]] = {}
+
+
+def _compiled(
+    options: tuple[tuple[Any, ...], tuple[tuple[str, Any], ...]],
+) -> Callable[..., Tensor]:
+    """:func:`_neighbor_sum` compiled with ``options``, shared by every instance."""
+    if options not in _COMPILED:
+        _COMPILED[options] = torch.compile(_neighbor_sum, *options[0], **dict(options[1]))
+    return _COMPILED[options]

@@ -148,18 +148,29 @@ __all__ += ["scatter_max"]
 
 # Compiled code: torch.compile lowers ``index_add`` (the backward of every gather) to a loop of
 # atomic adds when it runs on several threads, several times slower than torch's own kernels on
-# the CPU. Behind this custom op, the compiler calls the backend's kernel instead.
-@torch.library.custom_op("molgnn::scatter_sum", mutates_args=())
-def _opaque_scatter_sum(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
-    return scatter_sum(src, index, dim_size)
+# the CPU. Behind this op, the compiler calls torch's ``index_add_`` instead, whatever the
+# backend: on the [E, C] and [E, 3, C] edge tensors of compiled code it is about 5-10% faster than
+# torch-scatter's sum (a compiled small-ET training step: 384 against 374 mol/s). The op is
+# defined through ``torch.library.Library`` rather than ``torch.library.custom_op``: a call then
+# costs about 7 us instead of about 40 us, and a compiled training step makes dozens of them.
+_LIBRARY = torch.library.Library("molgnn", "DEF")
+_LIBRARY.define("scatter_sum(Tensor src, Tensor index, SymInt dim_size) -> Tensor")
 
 
-@_opaque_scatter_sum.register_fake
+def _scatter_sum_kernel(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
+    return src.new_zeros(_out_shape(src, dim_size)).index_add_(0, index, src)
+
+
+_LIBRARY.impl("scatter_sum", _scatter_sum_kernel, "CompositeExplicitAutograd")
+
+
+@torch.library.register_fake("molgnn::scatter_sum")
 def _(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
     return src.new_empty((dim_size, *src.shape[1:]))
 
 
-_opaque_scatter_sum.register_autograd(_sum_backward, setup_context=_save_index)
+torch.library.register_autograd("molgnn::scatter_sum", _sum_backward, setup_context=_save_index)
+_opaque_scatter_sum = torch.ops.molgnn.scatter_sum.default
 
 
 class _Gather(torch.autograd.Function):
