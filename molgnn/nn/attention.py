@@ -252,7 +252,9 @@ class EquivariantMultiHeadAttention(nn.Module):
         dv1, dv2, dv3 = dist[-3:] if self.dv_proj is not None else (None, None, None)
         cut = self.cutoff(edge_weight).unsqueeze(1)  # [E, 1]
         vectors = wanted[2]
-        tensors = (q, k, v[0], v[1], v[2], vec, dk, dv1, dv2, dv3, edge_index, cut, edge_unit,
+        v1 = v[0]
+        assert v1 is not None  # the scalar message always needs it
+        tensors = (q, k, v1, v[1], v[2], vec, dk, dv1, dv2, dv3, edge_index, cut, edge_unit,
                    edge_pair)  # fmt: skip
         if self._compile_options is None or getattr(_EAGER, "active", False):
             return _edge_messages(
