@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from molgnn.nn.attention import eager_hot_path
+from molgnn.nn.hot_path import eager_hot_path
 
 __all__ = ["MolecularModel"]
 

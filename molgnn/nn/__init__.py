@@ -1,7 +1,7 @@
 """Layers: radial bases, cutoffs, equivariant attention, gated blocks, output heads, priors."""
 
 from molgnn.nn.activations import ACTIVATIONS, ShiftedSoftplus
-from molgnn.nn.attention import EquivariantMultiHeadAttention, eager_hot_path
+from molgnn.nn.attention import EquivariantMultiHeadAttention
 from molgnn.nn.embedding import NeighborEmbedding
 from molgnn.nn.gated import GatedEquivariantBlock, safe_norm
 from molgnn.nn.heads import (
@@ -12,6 +12,7 @@ from molgnn.nn.heads import (
     OutputHead,
     Scalar,
 )
+from molgnn.nn.hot_path import eager_hot_path
 from molgnn.nn.mlp import MLP
 from molgnn.nn.pool import POOLS, GlobalPool
 from molgnn.nn.prior import Atomref

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -13,10 +11,11 @@ from torch import Tensor, nn
 
 from molgnn.nn.activations import ACTIVATION_FUNCTIONS
 from molgnn.nn.activations import activation as make_activation
+from molgnn.nn.hot_path import CompileOptions, compile_options, compiled, runs_compiled
 from molgnn.nn.radial import CosineCutoff
 from molgnn.nn.scatter import gather, reduce_sum
 
-__all__ = ["DISTANCE_INFLUENCE", "EquivariantMultiHeadAttention", "eager_hot_path"]
+__all__ = ["DISTANCE_INFLUENCE", "EquivariantMultiHeadAttention"]
 
 DISTANCE_INFLUENCE = ("keys", "values", "both", "none")
 
@@ -111,7 +110,7 @@ class EquivariantMultiHeadAttention(nn.Module):
             nn.Linear(num_rbf, 3 * c) if distance_influence in ("values", "both") else None
         )
         self._perm: Tensor | None = None
-        self._compile_options: tuple[tuple[Any, ...], tuple[tuple[str, Any], ...]] | None = None
+        self._compile_options: CompileOptions | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -256,13 +255,14 @@ class EquivariantMultiHeadAttention(nn.Module):
         assert v1 is not None  # the scalar message always needs it
         tensors = (q, k, v1, v[1], v[2], vec, dk, dv1, dv2, dv3, edge_index, cut, edge_unit,
                    edge_pair)  # fmt: skip
-        if self._compile_options is None or getattr(_EAGER, "active", False):
+        options = self._compile_options
+        if not runs_compiled(options):
             return _edge_messages(
                 *tensors, self.num_heads, self.head_dim, self.attn_activation, self.vector_cutoff,
                 vectors,
             )  # fmt: skip
         static = (self.num_heads, self.head_dim, self._attn_name, self.vector_cutoff, vectors)
-        return _compiled(self._compile_options, static)(*tensors)
+        return _compiled(options, static)(*tensors)
 
     def compile(self, *args: Any, **kwargs: Any) -> None:
         """Compile the per-edge hot path with :func:`torch.compile`, in place.
@@ -273,7 +273,7 @@ class EquivariantMultiHeadAttention(nn.Module):
         the first few batches are slow while it compiles, and later ones reuse the kernels.
         Arguments go to :func:`torch.compile`.
         """
-        self._compile_options = (args, tuple(sorted(kwargs.items())))
+        self._compile_options = compile_options(args, kwargs)
 
     def __repr__(self) -> str:
         return (
@@ -354,28 +354,8 @@ def _edge_messages(
     return y, reduce_sum(vec_msg, dst, n)
 
 
-_COMPILED: dict[Any, Callable[..., tuple[Tensor, Tensor | None]]] = {}
-_EAGER = threading.local()  # .active: set inside eager_hot_path(), per thread
-
-
-@contextlib.contextmanager
-def eager_hot_path() -> Iterator[None]:
-    r"""Run compiled layers eagerly inside this block.
-
-    For graphs that will be differentiated twice (training on forces, where the loss holds
-    :math:`-\partial E / \partial \mathbf{r}`): torch.compile does not support double backward.
-    :class:`~molgnn.models.MolecularModel` enters it by itself when it needs to.
-    """
-    previous = getattr(_EAGER, "active", False)
-    _EAGER.active = True
-    try:
-        yield
-    finally:
-        _EAGER.active = previous
-
-
 def _compiled(
-    options: tuple[tuple[Any, ...], tuple[tuple[str, Any], ...]],
+    options: CompileOptions,
     static: tuple[int, int, str, bool, bool],
 ) -> Callable[..., tuple[Tensor, Tensor | None]]:
     """The hot path compiled with ``options``, shared by every layer with the same ``static``.
@@ -386,9 +366,9 @@ def _compiled(
     so the channel loops vectorise (forcing ``dynamic=True`` makes them symbolic too, and the
     kernels about 3x slower).
     """
-    key = (options, static)
-    if key not in _COMPILED:
-        num_heads, head_dim, attn_name, vector_cutoff, vectors = static
+    num_heads, head_dim, attn_name, vector_cutoff, vectors = static
+
+    def build() -> Callable[..., tuple[Tensor, Tensor | None]]:
         attn_activation = ACTIVATION_FUNCTIONS[attn_name]
 
         def messages(*tensors: Any) -> tuple[Tensor, Tensor | None]:
@@ -396,5 +376,6 @@ def _compiled(
                 *tensors, num_heads, head_dim, attn_activation, vector_cutoff, vectors
             )  # type: ignore[call-arg]
 
-        _COMPILED[key] = torch.compile(messages, *options[0], **dict(options[1]))
-    return _COMPILED[key]
+        return messages
+
+    return compiled(options, ("attention", static), build)

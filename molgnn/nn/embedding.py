@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from molgnn.nn.attention import _EAGER
+from molgnn.nn.hot_path import CompileOptions, compile_options, compiled, runs_compiled
 from molgnn.nn.radial import CosineCutoff
 from molgnn.nn.scatter import gather, reduce_sum
 
@@ -56,7 +55,7 @@ class NeighborEmbedding(nn.Module):
         self.distance_proj = nn.Linear(num_rbf, hidden_channels)
         self.combine = nn.Linear(2 * hidden_channels, hidden_channels)
         self.cutoff = CosineCutoff(cutoff_lower, cutoff_upper)
-        self._compile_options: tuple[tuple[Any, ...], tuple[tuple[str, Any], ...]] | None = None
+        self._compile_options: CompileOptions | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -85,9 +84,10 @@ class NeighborEmbedding(nn.Module):
         # Self loops are masked out through the cutoff factor rather than dropped, which would
         # cost a boolean-mask copy of every [E, C] tensor and a slow index_put in backward.
         weight = (self.cutoff(edge_weight) * (edge_index[0] != edge_index[1])).unsqueeze(1)
+        options = self._compile_options
         messages = _neighbor_sum
-        if self._compile_options is not None and not getattr(_EAGER, "active", False):
-            messages = _compiled(self._compile_options)
+        if runs_compiled(options):
+            messages = compiled(options, "neighbor_sum", lambda: _neighbor_sum)
         summed = messages(self.embedding(z), filt, edge_index, weight, edge_pair)  # [N, C]
         return self.combine(torch.cat([x, summed], dim=1))
 
@@ -97,7 +97,7 @@ class NeighborEmbedding(nn.Module):
         Arguments go to :func:`torch.compile`; see
         :meth:`EquivariantMultiHeadAttention.compile <molgnn.nn.EquivariantMultiHeadAttention.compile>`.
         """
-        self._compile_options = (args, tuple(sorted(kwargs.items())))
+        self._compile_options = compile_options(args, kwargs)
 
     def __repr__(self) -> str:
         rbf = self.distance_proj.in_features
@@ -118,15 +118,3 @@ def _neighbor_sum(
         filt = gather(filt, edge_pair)
     messages = gather(u, edge_index[1]) * filt * weight  # [E, C]
     return reduce_sum(messages, edge_index[0], u.size(0))
-
-
-_COMPILED: dict[Any, Callable[..., Tensor]] = {}
-
-
-def _compiled(
-    options: tuple[tuple[Any, ...], tuple[tuple[str, Any], ...]],
-) -> Callable[..., Tensor]:
-    """:func:`_neighbor_sum` compiled with ``options``, shared by every instance."""
-    if options not in _COMPILED:
-        _COMPILED[options] = torch.compile(_neighbor_sum, *options[0], **dict(options[1]))
-    return _COMPILED[options]

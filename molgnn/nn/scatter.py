@@ -79,8 +79,12 @@ def scatter_sum(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
     """
     if _backend == "torch_scatter":
         return _TorchScatterSum.apply(src, index, dim_size)
-    out = src.new_zeros(_out_shape(src, dim_size))
-    return out.index_add_(0, index, src)
+    return _index_add_sum(src, index, dim_size)
+
+
+def _index_add_sum(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
+    """The ``"torch"`` backend's sum (also the kernel of the compiled-code op below)."""
+    return src.new_zeros(_out_shape(src, dim_size)).index_add_(0, index, src)
 
 
 class _TorchScatterSum(torch.autograd.Function):
@@ -157,16 +161,12 @@ _LIBRARY = torch.library.Library("molgnn", "DEF")
 _LIBRARY.define("scatter_sum(Tensor src, Tensor index, SymInt dim_size) -> Tensor")
 
 
-def _scatter_sum_kernel(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
-    return src.new_zeros(_out_shape(src, dim_size)).index_add_(0, index, src)
-
-
-_LIBRARY.impl("scatter_sum", _scatter_sum_kernel, "CompositeExplicitAutograd")
+_LIBRARY.impl("scatter_sum", _index_add_sum, "CompositeExplicitAutograd")
 
 
 @torch.library.register_fake("molgnn::scatter_sum")
 def _(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
-    return src.new_empty((dim_size, *src.shape[1:]))
+    return src.new_empty(_out_shape(src, dim_size))
 
 
 torch.library.register_autograd("molgnn::scatter_sum", _sum_backward, setup_context=_save_index)

@@ -149,7 +149,7 @@ class Trainer:
             self.model.parameters(),
             lr=config.lr,
             weight_decay=config.weight_decay,
-            fused=self.device.type in ("cpu", "cuda") or None,
+            fused=True if self.device.type in ("cpu", "cuda") else None,
         )
         self.schedule = WarmupPlateauSchedule(
             self.optimizer,
