@@ -3,9 +3,13 @@
 
 Trains molgnn's small ET and the pooled GNN (and, with ``--compare``, torchmd-net 3.x's ET of the
 same size) with one shared loop: same QM9 subset and split, same batches, AdamW, MSE on
-standardised targets, for ``--budget`` seconds each; then reports the test MAE.
+standardised targets, for ``--budget`` seconds each; then reports the test MAE. The subset is
+``--subset`` molecules drawn uniformly at random from all of QM9 (seed ``--seed``).
 
     python benchmarks/accuracy_budget.py --budget 120 --subset 5000 --compare
+
+``--hidden-channels``, ``--num-layers``, ``--num-heads`` and ``--num-rbf`` change the size of
+every ET (molgnn's and torchmd-net's alike); the first two also apply to the pooled GNN.
 
 Prints a table and writes JSON (default: benchmarks/results/accuracy_budget.json).
 """
@@ -24,29 +28,33 @@ from torch_geometric.loader import DataLoader
 SMALL = {"hidden_channels": 128, "num_layers": 4, "num_heads": 8, "num_rbf": 32}
 
 
-def build(name: str) -> torch.nn.Module:
+def build(name: str, sizes: dict[str, int]) -> torch.nn.Module:
+    """Model ``name``; ``sizes`` overrides fields of :data:`SMALL` (the pooled GNN takes
+    ``hidden_channels`` and ``num_layers`` from it, its preset's values otherwise)."""
     if name == "molgnn-et-small":
         from molgnn.models import build_model
 
-        return build_model("et-small")
+        return build_model("et-small", **sizes)
     if name == "molgnn-pooled":
         from molgnn.models import build_model
 
-        return build_model("pooled")
+        pooled = {k: v for k, v in sizes.items() if k in ("hidden_channels", "num_layers")}
+        return build_model("pooled", **pooled)
     from torchmdnet.models.model import create_model
 
+    et = {**SMALL, **sizes}
     return create_model(
         dict(
             model="equivariant-transformer",
-            embedding_dimension=SMALL["hidden_channels"],
-            num_layers=SMALL["num_layers"],
-            num_rbf=SMALL["num_rbf"],
+            embedding_dimension=et["hidden_channels"],
+            num_layers=et["num_layers"],
+            num_rbf=et["num_rbf"],
             rbf_type="expnorm",
             trainable_rbf=False,
             activation="silu",
             attn_activation="silu",
             neighbor_embedding=True,
-            num_heads=SMALL["num_heads"],
+            num_heads=et["num_heads"],
             distance_influence="both",
             cutoff_lower=0.0,
             cutoff_upper=5.0,
@@ -69,10 +77,17 @@ def predict(model: torch.nn.Module, batch: Any) -> torch.Tensor:
 
 
 def run(
-    name: str, data: Any, split: tuple, budget: float, batch_size: int, lr: float, seed: int
+    name: str,
+    sizes: dict[str, int],
+    data: Any,
+    split: tuple,
+    budget: float,
+    batch_size: int,
+    lr: float,
+    seed: int,
 ) -> dict[str, Any]:
     torch.manual_seed(seed)
-    model = build(name)
+    model = build(name, sizes)
     train_idx, _, test_idx = split
     y_train = data._data.y[train_idx]
     mean, std = y_train.mean(), y_train.std()
@@ -98,46 +113,74 @@ def run(
     mae = torch.cat(errors).mean().item() * 1000
     return {
         "model": name,
+        "params": sum(q.numel() for q in model.parameters()),
         "test_mae_mev": mae,
         "steps": steps,
         "molecules_seen": steps * batch_size,
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--budget", type=float, default=120.0, help="seconds of training per model")
-    p.add_argument("--subset", type=int, default=5000)
+    p.add_argument(
+        "--subset", type=int, default=5000, help="QM9 molecules, drawn at random (default: 5000)"
+    )
+    p.add_argument("--root", type=Path, default=None, help="QM9 folder (default: <data root>/qm9)")
+    for field in SMALL:
+        p.add_argument(f"--{field.replace('_', '-')}", type=int, default=None, metavar="N")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="subset, weights and batches (default: 0)")
     p.add_argument("--compare", action="store_true", help="also train torchmd-net 3.x's ET")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "accuracy_budget.json"))
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    if not args.budget > 0:
+        p.error(f"--budget must be positive seconds, got {args.budget}")
+    if args.batch_size < 1 or args.threads < 1:
+        p.error("--batch-size and --threads must be positive")
+    sizes = {f: getattr(args, f) for f in SMALL if getattr(args, f) is not None}
+    for field, value in sizes.items():
+        if value < 1:
+            p.error(f"--{field.replace('_', '-')} must be positive, got {value}")
     torch.set_num_threads(args.threads)
     from molgnn.data import QM9, split_indices
-    from molgnn.training.data import default_data_root
 
-    data = QM9(str(default_data_root() / "qm9"), target="gap", limit=args.subset, progress=False)
+    if args.root is None:
+        from molgnn.training.data import default_data_root
+
+        args.root = default_data_root() / "qm9"
+    data = QM9(
+        str(args.root), target="gap", subset=args.subset, subset_seed=args.seed, progress=False
+    )
     split = tuple(torch.as_tensor(s) for s in split_indices(len(data), 0.8, 0.1, seed=1))
+    if min(len(s) for s in split) < 1:
+        p.error(f"--subset {args.subset} is too small for an 80/10/10 split")
     names = ["molgnn-et-small", "molgnn-pooled"] + (
         ["torchmd-net-et-small"] if args.compare else []
     )
     rows = []
     for name in names:
-        row = run(name, data, split, args.budget, args.batch_size, args.lr, args.seed)
+        row = run(name, sizes, data, split, args.budget, args.batch_size, args.lr, args.seed)
         rows.append(row)
         print(
             f"{name:<22} test MAE {row['test_mae_mev']:8.1f} meV after {row['steps']} steps "
-            f"({row['molecules_seen']} molecules) in {args.budget:.0f} s",
+            f"({row['molecules_seen']} molecules) in {args.budget:g} s",
             flush=True,
         )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(
-            {"budget_s": args.budget, "subset": args.subset, "threads": args.threads, "rows": rows},
+            {
+                "budget_s": args.budget,
+                "subset": args.subset,
+                "seed": args.seed,
+                "threads": args.threads,
+                "sizes": {**SMALL, **sizes},
+                "rows": rows,
+            },
             indent=2,
         )
     )

@@ -9,6 +9,7 @@ bonds), as in training, so their cost is included.
     python benchmarks/gnn_throughput.py --et                     # + the ET ("et-small")
     python benchmarks/gnn_throughput.py --convs gine pna --pools sum set2set --edges bonds
     python benchmarks/gnn_throughput.py --device cuda --batch-size 128 --et
+    python benchmarks/gnn_throughput.py --subset 5000 --seed 1   # from 5,000 random molecules
 
 A training step is forward + MSE loss + backward + AdamW; inference is a forward pass in eval
 mode under ``torch.no_grad``. Each number is the median over ``--repeats`` timed runs of
@@ -37,14 +38,23 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def draw_batches(
-    count: int, batch_size: int, seed: int, limit: int | None, device: torch.device
+    root: Path,
+    count: int,
+    batch_size: int,
+    seed: int,
+    subset: int | None,
+    device: torch.device,
 ) -> list[Batch]:
-    """``count`` batches of ``batch_size`` random QM9 molecules as (z, pos, batch, y)."""
+    """``count`` batches of ``batch_size`` random QM9 molecules as (z, pos, batch, y).
+
+    With ``subset``, the batches come from ``subset`` molecules drawn uniformly at random (seed
+    ``seed``) from all of QM9, so that they are as large as QM9's molecules on average.
+    """
     from torch_geometric.data import Batch as PygBatch
 
-    from molgnn.data import QM9, default_data_root
+    from molgnn.data import QM9
 
-    ds = QM9(str(default_data_root() / "qm9"), target="gap", limit=limit, progress=False)
+    ds = QM9(str(root), target="gap", subset=subset, subset_seed=seed, progress=False)
     gen = torch.Generator().manual_seed(seed)
     out = []
     for _ in range(count):
@@ -105,7 +115,7 @@ def measure(
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--convs", nargs="+", default=list(CONVS), choices=list(CONVS))
     p.add_argument("--pools", nargs="+", default=["mean"], choices=list(POOLS))
@@ -118,16 +128,34 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10, help="timed batches per repeat")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--limit", type=int, default=None, help="draw from the first N molecules")
+    p.add_argument(
+        "--subset",
+        type=int,
+        default=None,
+        help="draw the batches from N molecules sampled at random from QM9 (default: all)",
+    )
+    p.add_argument("--root", type=Path, default=None, help="QM9 folder (default: <data root>/qm9)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="subset, batches and weights (default: 0)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "gnn_throughput.json"))
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    if min(args.steps, args.repeats, args.threads, args.batch_size) < 1 or args.warmup < 0:
+        p.error(
+            "--steps, --repeats, --threads and --batch-size must be positive, --warmup non-negative"
+        )
+    if args.subset is not None and args.subset < 1:
+        p.error(f"--subset must be a positive number of molecules, got {args.subset}")
+    if args.root is None:
+        from molgnn.training.data import default_data_root
+
+        args.root = default_data_root() / "qm9"
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    data = draw_batches(args.warmup + args.steps, args.batch_size, args.seed, args.limit, device)
+    data = draw_batches(
+        args.root, args.warmup + args.steps, args.batch_size, args.seed, args.subset, device
+    )
     atoms = sum(b[0].numel() for b in data) / sum(int(b[2].max()) + 1 for b in data)
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
@@ -188,6 +216,7 @@ def main() -> None:
         "warmup": args.warmup,
         "repeats": args.repeats,
         "seed": args.seed,
+        "subset": args.subset,
         "hidden_channels": args.hidden_channels,
         "num_layers": args.num_layers,
     }

@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="et-small")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     p.add_argument("--target", default="gap")
-    p.add_argument("--subset", type=int, default=1500)
+    p.add_argument(
+        "--subset", type=int, default=1500, help="QM9 molecules, drawn at random (default: 1500)"
+    )
     p.add_argument("--val", type=int, default=100)
     p.add_argument("--test", type=int, default=200)
     p.add_argument("--initial", type=int, default=200)
@@ -76,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warm-epochs", type=int, help="epochs per warm retrain (default: --epochs)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=int, default=0, help="subset, arrival order and training (default: 0)"
+    )
     p.add_argument("--data-root")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--json", default=None, help="results file (default: OUT/results.json)")
@@ -92,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(out)  # a benchmark starts from empty stores
     base = OnlineConfig(
         store=str(out / "scratch"), model=args.model, model_overrides=overrides,
-        target=args.target, subset=args.subset, initial=args.initial, chunk=args.chunk,
-        growth=args.growth, val=args.val, test=args.test, epochs=args.epochs,
+        target=args.target, subset=args.subset, subset_seed=args.seed, initial=args.initial,
+        chunk=args.chunk, growth=args.growth, val=args.val, test=args.test, epochs=args.epochs,
         warm_start=False, seed=args.seed, batch_size=args.batch_size, lr=args.lr,
         data_root=args.data_root,
     )  # fmt: skip
@@ -104,7 +108,15 @@ def main(argv: list[str] | None = None) -> int:
     from molgnn.training.data import default_data_root
 
     root = Path(args.data_root) if args.data_root else default_data_root() / "qm9"
-    source = QM9(str(root.resolve()), target=args.target, limit=args.subset)
+    # --subset molecules drawn at random from all of QM9 (its file order runs roughly by size),
+    # the source that run_online would open from the config
+    source = QM9(
+        str(root.resolve()),
+        target=args.target,
+        subset=base.subset,
+        subset_seed=base.subset_seed,
+        progress=False,
+    )
     results = {}
     for name, config in (("scratch", base), ("warm", warm)):
         print(f"running {name} ...", flush=True)

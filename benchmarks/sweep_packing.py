@@ -7,13 +7,25 @@ once with ``0.25`` (four trials share each GPU), samples the GPUs' utilisation w
 
     python benchmarks/sweep_packing.py --num-samples 16 --max-epochs 3 --subset 5000
 
-It needs CUDA: on a machine where torch sees no CUDA device it says so and exits with
-status 2 without running anything.
+The sweeps train on ``--subset`` QM9 molecules drawn at random, the same ones for every case.
+``--space`` picks the search space: the model kind's full one (the default) or the narrowed
+space of the ``laptop`` or ``smoke`` sweep profile (:mod:`molgnn.tune.profiles`).
+
+``--device cpu`` (the default where torch sees no CUDA device) runs the sweep on the CPU with
+no GPUs in Ray, one case of ``0`` GPUs per trial, and reports trials per hour with no GPU
+columns; a quick check that the harness works::
+
+    python benchmarks/sweep_packing.py --device cpu --space smoke --num-samples 2 \
+        --max-epochs 1 --subset 200
+
+``--device cuda`` on a machine without CUDA says so and exits with status 2 without running
+anything.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import shutil
@@ -29,6 +41,8 @@ from typing import Any
 import torch
 
 SKIPPED = 2
+#: ``--space`` choice -> sweep profile whose search space it uses (``full``: the kind's own).
+SPACES = {"full": None, "laptop": "laptop", "smoke": "smoke"}
 
 
 class GpuSampler:
@@ -86,13 +100,38 @@ class GpuSampler:
         }
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what :mod:`platform` says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def sweep_space(model: str, space: str) -> dict[str, Any] | None:
+    """The search space that ``--space`` names for ``model`` (``None``: the kind's default)."""
+    if SPACES[space] is None:
+        return None
+    from molgnn.models import model_config
+    from molgnn.tune import profile
+
+    kind = str(model_config(model).to_dict()["kind"])
+    return dict(profile(kind, SPACES[space])["space"])
+
+
 def run_case(args: argparse.Namespace, gpus_per_trial: float, storage: Path) -> dict[str, Any]:
     from molgnn.tune import SweepConfig, run_sweep
 
+    cuda = args.device == "cuda"
     config = SweepConfig(
         model=args.model,
+        space=sweep_space(args.model, args.space),
         target="gap",
         subset=args.subset,
+        data_root=args.data_root,
         num_samples=args.num_samples,
         max_epochs=args.max_epochs,
         grace_period=args.max_epochs,  # no early stopping: every trial does the same work
@@ -101,43 +140,103 @@ def run_case(args: argparse.Namespace, gpus_per_trial: float, storage: Path) -> 
         storage_path=str(storage),
         name=f"packing_{gpus_per_trial:g}",
         seed=args.seed,
+        train_overrides={"subset_seed": args.seed},  # the QM9 subset drawn with --seed
         address=args.address,
+        num_cpus=args.num_cpus if args.address is None else None,
+        num_gpus=None if cuda or args.address is not None else 0,  # CPU: Ray sees no GPUs
         export=False,
         verbose=0,
     )
-    with GpuSampler() as sampler:
+    with GpuSampler() if cuda else contextlib.nullcontext() as sampler:
         start = time.time()
         result = run_sweep(config)
         elapsed = time.time() - start
     done = int((result.table["epochs"] >= args.max_epochs).sum())
+    gpu: dict[str, float | None] = (
+        dict(sampler.summary())
+        if sampler is not None
+        else {"gpu_util_mean_pct": None, "gpu_mem_peak_mib": None}
+    )
     return {
         "gpus_per_trial": gpus_per_trial,
+        "cpus_per_trial": args.cpus_per_trial,
         "trials": len(result.table),
         "trials_finished": done,
         "elapsed_s": elapsed,
         "trials_per_hour": 3600.0 * done / elapsed,
         "best_val_mae_mev": float(result.table["best_val_mae_mev"].min()),
-        **sampler.summary(),
+        **gpu,
     }
+
+
+def ray_auth_mode() -> str:
+    """``"token"`` or ``"disabled"``: the authentication of the Ray cluster the sweeps used.
+
+    Ray decides it once per process (``RAY_AUTH_MODE``; a local ``ray.init`` turns tokens on
+    by default), so asking after the sweeps gives the mode they ran with.
+    """
+    try:
+        from ray._private.authentication.authentication_utils import is_token_auth_enabled
+    except ImportError:  # the module moved in another Ray version
+        return "unknown"
+    return "token" if is_token_auth_enabled() else "disabled"
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="et-small", help="model preset (default: et-small)")
+    parser.add_argument(
+        "--space",
+        default="full",
+        choices=list(SPACES),
+        help="search space: the kind's full one or a profile's narrowed one (default: full)",
+    )
     parser.add_argument("--num-samples", type=int, default=16)
     parser.add_argument("--max-epochs", type=int, default=3)
-    parser.add_argument("--subset", type=int, default=5000)
+    parser.add_argument(
+        "--subset", type=int, default=5000, help="QM9 molecules, drawn at random (default: 5000)"
+    )
+    parser.add_argument("--data-root", default=None, help="QM9 folder (default: <data root>/qm9)")
     parser.add_argument("--cpus-per-trial", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--num-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="subset, sampler, training")
     parser.add_argument("--address", default=None, help="Ray cluster to use (default: local)")
-    parser.add_argument("--cases", type=float, nargs="+", default=[1.0, 0.25])
+    parser.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        choices=["cuda", "cpu"],
+        help="where the trials train (default: cuda if torch sees it, else cpu)",
+    )
+    parser.add_argument(
+        "--cases",
+        type=float,
+        nargs="+",
+        default=None,
+        help="GPUs per trial, one sweep each (default: 1 0.25 on cuda, 0 on cpu)",
+    )
     parser.add_argument("--json", default="sweep_packing.json", help="output JSON file")
     args = parser.parse_args(argv)
+    cuda = args.device == "cuda"
+    if args.cases is None:
+        args.cases = [1.0, 0.25] if cuda else [0.0]
+    if not cuda and any(c != 0 for c in args.cases):
+        parser.error(f"--device cpu runs with 0 GPUs per trial only, got --cases {args.cases}")
+    if cuda and any(not c > 0 for c in args.cases):
+        parser.error(f"--device cuda needs --cases above 0 GPUs per trial, got {args.cases}")
+    if args.data_root is not None:
+        args.data_root = str(Path(args.data_root).expanduser().resolve())
 
-    if not torch.cuda.is_available():
+    if cuda and not torch.cuda.is_available():
         print(
-            "sweep_packing.py needs CUDA: torch sees no CUDA device on this machine, so there "
-            "are no GPUs to pack trials on. Nothing was run.",
+            "sweep_packing.py --device cuda needs CUDA: torch sees no CUDA device on this "
+            "machine, so there are no GPUs to pack trials on. Nothing was run "
+            "(--device cpu runs the sweep on the CPU).",
             file=sys.stderr,
         )
         return SKIPPED
@@ -150,26 +249,32 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(storage, ignore_errors=True)
 
-    header = f"{'GPU/trial':>9} {'trials':>6} {'time s':>8} {'trials/h':>9} {'GPU util %':>10} "
-    header += f"{'peak MiB':>9} {'best meV':>9}"
+    header = f"{'GPU/trial':>9} {'CPU/trial':>9} {'trials':>6} {'time s':>8} {'trials/h':>9} "
+    header += f"{'GPU util %':>10} {'peak MiB':>9} {'best meV':>9}"
+    print(f"\n{args.device}: {args.model}, space {args.space}, {args.num_samples} trials")
     print(header)
     for r in rows:
         print(
-            f"{r['gpus_per_trial']:>9g} {r['trials_finished']:>6d} {r['elapsed_s']:>8.1f} "
-            f"{r['trials_per_hour']:>9.1f} {r['gpu_util_mean_pct']:>10.1f} "
-            f"{r['gpu_mem_peak_mib']:>9.0f} {r['best_val_mae_mev']:>9.2f}"
+            f"{r['gpus_per_trial']:>9g} {r['cpus_per_trial']:>9g} {r['trials_finished']:>6d} "
+            f"{r['elapsed_s']:>8.1f} {r['trials_per_hour']:>9.1f} "
+            f"{fmt(r['gpu_util_mean_pct'], '.1f'):>10} {fmt(r['gpu_mem_peak_mib'], '.0f'):>9} "
+            f"{r['best_val_mae_mev']:>9.2f}"
         )
     report = {
         "benchmark": "sweep_packing",
-        "device": torch.cuda.get_device_name(0),
-        "num_gpus": torch.cuda.device_count(),
+        "device_type": args.device,
+        "device": torch.cuda.get_device_name(0) if cuda else cpu_model(),
+        "num_gpus": torch.cuda.device_count() if cuda else 0,
         "torch": torch.__version__,
         "python": platform.python_version(),
+        "ray_auth_mode": ray_auth_mode(),
         "settings": vars(args),
         "results": rows,
     }
-    Path(args.json).write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.json}")
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {out}")
     return 0
 
 

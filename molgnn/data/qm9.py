@@ -21,7 +21,9 @@ import sys
 import tarfile
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,6 +40,8 @@ from molgnn.data.keys import (
 )
 
 __all__ = ["QM9", "QM9_SIZE", "qm9pack_dir"]
+
+_REMOVED: Any = object()  # default of the removed ``limit`` keyword
 
 #: Molecules in QM9 after dropping the 3,054 that failed the authors' consistency check.
 QM9_SIZE = 130_831
@@ -72,46 +76,83 @@ class QM9(InMemoryDataset):
     chosen targets, in the units of :mod:`molgnn.data.keys`: energies in eV), ``idx`` (the QM9
     index, 1 to 133,885), ``name`` (``"gdb_<idx>"``) and ``smiles``.
 
+    QM9's file order runs roughly from small molecules to large ones (the first 2,000 have 6.5
+    heavy atoms on average, all of QM9 8.8), so a ``subset`` is a uniform random draw from the
+    whole set, and ``first`` (the smallest molecules, for quick tests) says that it is not.
+    :attr:`molecule_ids` lists the QM9 indices of the molecules kept.
+
     Processing the full set takes seconds and is cached in ``root/processed`` under a name
-    keyed by the options, so different targets or subsets never collide.
+    keyed by the options, so different targets, subsets or seeds never collide.
 
     Args:
         root: Folder for ``raw/`` and ``processed/`` files.
         target: One target name or a list of them (default: ``"gap"``). Atomization energies
             (``"U0_atom"``, ...) subtract the QM9 paper's isolated-atom energies.
-        limit: Keep only the first ``limit`` molecules in QM9 order (default: all).
+        subset: Keep ``subset`` molecules drawn uniformly at random, without replacement, from
+            the whole source (all 130,831 molecules of QM9), in QM9 order (default: all).
+            The draw is the first ``subset`` positions of
+            ``numpy.random.default_rng(subset_seed).permutation(n)``, so it is the same on
+            every machine and a smaller subset with the same seed lies inside a larger one.
+        subset_seed: Seed of the ``subset`` draw (default: ``0``).
+        first: Keep only the first ``first`` molecules in QM9 file order, the smallest ones
+            (default: all). Not together with ``subset``.
         transform: Applied to each item on access.
         pre_transform: Applied once to each molecule before saving.
         source_dir: A folder with qm9pack's CSV files to read instead of the wheel's.
         download: Download the official release when no local source exists (default: ``True``).
         force_reload: Reprocess even if a processed file exists (default: ``False``).
         progress: Show a progress bar while processing (default: ``True``).
+
+    Raises:
+        ValueError: if both ``subset`` and ``first`` are given, either is not a positive
+            number, or ``subset`` exceeds the molecules of the source.
+        TypeError: for the removed ``limit`` keyword (use ``subset`` or ``first``).
     """
 
     def __init__(
         self,
         root: str,
         target: str | Sequence[str] = "gap",
-        limit: int | None = None,
+        subset: int | None = None,
+        subset_seed: int = 0,
+        first: int | None = None,
         transform: Callable[[Data], Data] | None = None,
         pre_transform: Callable[[Data], Data] | None = None,
         source_dir: str | Path | None = None,
         download: bool = True,
         force_reload: bool = False,
         progress: bool = True,
+        *,
+        limit: Any = _REMOVED,
     ) -> None:
+        if limit is not _REMOVED:
+            raise TypeError(
+                "QM9(limit=...) was removed: pass subset=N for N molecules drawn at random from "
+                "all of QM9 (seeded by subset_seed), or first=N for the first N in file order "
+                "(the smallest molecules)"
+            )
         self.targets: tuple[str, ...] = resolve_targets(
             target if isinstance(target, str) else list(target)
         )
-        if limit is not None and not limit >= 1:
-            raise ValueError(f"limit must be a positive number of molecules, got {limit}")
-        self.limit = limit
+        self.selection = _Selection(subset, subset_seed, first)
+        self.subset, self.subset_seed, self.first = subset, subset_seed, first
         self.source_dir = Path(source_dir) if source_dir is not None else None
         self.allow_download = download
         self.progress = progress
         self.source: str | None = None
         super().__init__(str(root), transform, pre_transform, force_reload=force_reload)
         self.load(self.processed_paths[0])
+
+    @property
+    def molecule_ids(self) -> np.ndarray:
+        """QM9 indices (the ``gdb`` numbers, 1 to 133,885) of the molecules, in dataset order.
+
+        ``[len(self)]`` int64; for a view such as ``dataset[perm]``, the ids of its molecules.
+        """
+        idx = self._data.idx.view(-1)
+        if self._indices is not None:
+            idx = idx[torch.as_tensor(list(self.indices()), dtype=torch.long)]
+        return idx.numpy().astype(np.int64)
 
     @property
     def units(self) -> tuple[str, ...]:
@@ -124,11 +165,7 @@ class QM9(InMemoryDataset):
 
     @property
     def processed_file_names(self) -> list[str]:
-        key = [
-            f"v{_FORMAT_VERSION}",
-            "-".join(self.targets),
-            f"n{self.limit}" if self.limit else "all",
-        ]
+        key = [f"v{_FORMAT_VERSION}", "-".join(self.targets), self.selection.key]
         extra = repr(self.pre_transform) if self.pre_transform is not None else ""
         if self.source_dir is not None:
             extra += str(self.source_dir.resolve())
@@ -161,18 +198,18 @@ class QM9(InMemoryDataset):
         if raw is not None:
             self.source = "official release"
             columns = _read_official(
-                raw, Path(self.raw_dir) / "uncharacterized.txt", self.limit, self.progress
+                raw, Path(self.raw_dir) / "uncharacterized.txt", self.selection, self.progress
             )
         elif csv_dir is not None:
             self.source = f"qm9pack ({csv_dir})"
-            columns = _read_qm9pack(csv_dir, self.limit, self.progress)
+            columns = _read_qm9pack(csv_dir, self.selection, self.progress)
         elif self.allow_download:
             self.source = "download"
             _download_official(Path(self.raw_dir))
             raw = self._raw_source()
             assert raw is not None
             columns = _read_official(
-                raw, Path(self.raw_dir) / "uncharacterized.txt", self.limit, self.progress
+                raw, Path(self.raw_dir) / "uncharacterized.txt", self.selection, self.progress
             )
         else:
             raise FileNotFoundError(_NO_SOURCE.format(raw=self.raw_dir))
@@ -195,7 +232,66 @@ class QM9(InMemoryDataset):
         return data
 
     def __repr__(self) -> str:
-        return f"QM9({len(self)}, target={list(self.targets)})"
+        chosen = ""
+        if self.subset is not None:
+            chosen = f", subset={self.subset}, subset_seed={self.subset_seed}"
+        elif self.first is not None:
+            chosen = f", first={self.first}"
+        return f"QM9({len(self)}, target={list(self.targets)}{chosen})"
+
+
+def _count(name: str, value: int | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive number of molecules, got {value!r}")
+
+
+@dataclass(frozen=True)
+class _Selection:
+    """Which molecules of the source to keep: all, a seeded random ``subset``, or the ``first``."""
+
+    subset: int | None = None
+    seed: int = 0
+    first: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.subset is not None and self.first is not None:
+            raise ValueError(
+                f"give subset (a random draw, here {self.subset}) or first (the first molecules "
+                f"in file order, here {self.first}), not both"
+            )
+        _count("subset", self.subset)
+        _count("first", self.first)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
+            raise ValueError(f"subset_seed must be an integer, got {self.seed!r}")
+        if self.seed < 0:
+            raise ValueError(f"subset_seed must be non-negative, got {self.seed}")
+
+    @property
+    def key(self) -> str:
+        """The part of the processed file's name that names the selection."""
+        if self.subset is not None:
+            return f"subset{self.subset}-seed{self.seed}"
+        return f"first{self.first}" if self.first is not None else "all"
+
+    @property
+    def stop(self) -> int | None:
+        """How many molecules in file order are enough to read (``None``: all of them)."""
+        return self.first
+
+    def rows(self, n: int) -> np.ndarray | None:
+        """Sorted positions to keep among the source's ``n`` molecules; ``None`` for all."""
+        if self.first is not None:
+            return np.arange(min(self.first, n)) if self.first < n else None
+        if self.subset is None:
+            return None
+        if self.subset > n:
+            raise ValueError(
+                f"subset={self.subset} exceeds the {n} molecules of the QM9 source; pass "
+                f"subset=None for all of them"
+            )
+        return np.sort(np.random.default_rng(self.seed).permutation(n)[: self.subset])
 
 
 _NO_SOURCE = (
@@ -224,6 +320,20 @@ class _Columns:
                  pos: np.ndarray, props: dict[str, np.ndarray]) -> None:  # fmt: skip
         self.index, self.smiles, self.counts, self.z, self.pos, self.props = (
             index, smiles, counts, z, pos, props,
+        )  # fmt: skip
+
+    def take(self, rows: np.ndarray | None) -> _Columns:
+        """The molecules at positions ``rows`` (all for ``None``)."""
+        if rows is None:
+            return self
+        starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]])[rows]
+        counts = self.counts[rows]
+        # Atom positions: each kept molecule's start, repeated over its atoms, plus 0..count-1.
+        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        atoms = np.repeat(starts, counts) + within
+        return _Columns(
+            self.index[rows], [self.smiles[i] for i in rows], counts, self.z[atoms],
+            self.pos[atoms], {k: v[rows] for k, v in self.props.items()},
         )  # fmt: skip
 
 
@@ -270,7 +380,7 @@ def _elements(tokens: list[str], where: str) -> np.ndarray:
         raise ValueError(f"{where}: unknown element {err.args[0]!r}") from None
 
 
-def _read_qm9pack(folder: Path, limit: int | None, progress: bool) -> _Columns:
+def _read_qm9pack(folder: Path, selection: _Selection, progress: bool) -> _Columns:
     files = [folder / f for f in _CSV_FILES if (folder / f).is_file()]
     if not files:
         raise FileNotFoundError(f"no qm9pack CSV files ({', '.join(_CSV_FILES)}) in {folder}")
@@ -287,11 +397,13 @@ def _read_qm9pack(folder: Path, limit: int | None, progress: bool) -> _Columns:
         for k in wanted:
             frames[k].append(table[k])
         rows += len(table["Index"])
-        if limit is not None and rows >= limit:
+        if selection.stop is not None and rows >= selection.stop:
             break
     col = {k: [v for part in frames[k] for v in part] for k in wanted}
-    n = len(col["Index"]) if limit is None else min(limit, len(col["Index"]))
-    col = {k: v[:n] for k, v in col.items()}
+    # Keep the chosen rows before parsing: coordinates and elements are most of the work.
+    keep = selection.rows(len(col["Index"]))
+    if keep is not None:
+        col = {k: [v[i] for i in keep] for k, v in col.items()}
     counts = np.asarray(col["N_atoms"], dtype=np.int64)
     if (counts < 1).any():
         bad = int(np.asarray(col["Index"])[counts < 1][0])
@@ -356,7 +468,7 @@ def _member_text(tar: tarfile.TarFile, member: tarfile.TarInfo) -> str:
 
 
 def _read_official(
-    source: Path, uncharacterized: Path, limit: int | None, progress: bool
+    source: Path, uncharacterized: Path, selection: _Selection, progress: bool
 ) -> _Columns:
     skip = _read_uncharacterized(uncharacterized)
     if source.is_dir():
@@ -393,16 +505,17 @@ def _read_official(
         index.append(idx)
         counts.append(n)
         smiles.append(lines[n + 3].split()[0])
-        if limit is not None and len(index) >= limit:
+        if selection.stop is not None and len(index) >= selection.stop:
             break
     pos_a = np.asarray(pos, dtype=np.float64)
     if not np.isfinite(pos_a).all():
         raise ValueError(f"{source}: NaN or infinite coordinates")
-    return _Columns(
+    columns = _Columns(
         np.asarray(index, dtype=np.int64), smiles, np.asarray(counts, dtype=np.int64),
         np.asarray(zs, dtype=np.int64), pos_a.reshape(-1, 3),
         {k: np.asarray(v) for k, v in props.items()},
     )  # fmt: skip
+    return columns.take(selection.rows(len(index)))
 
 
 def _download_official(raw_dir: Path) -> None:  # pragma: no cover - needs internet

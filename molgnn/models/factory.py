@@ -7,43 +7,22 @@ by ``kind`` through the typed registry :data:`MODEL_CONFIGS`, and named presets 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from molgnn.models.configs import ModelConfig
 from molgnn.models.equivariant_transformer import EquivariantTransformer
 from molgnn.models.model import MolecularModel
 from molgnn.models.pooled_gnn import PooledGNNConfig
 from molgnn.nn.heads import HEADS
 from molgnn.nn.prior import Atomref
+from molgnn.nn.reduce import check_reduce_op
 
 __all__ = ["MODEL_CONFIGS", "PRESETS", "ETConfig", "ModelConfig", "build_model", "model_config"]
 
-PRIORS = ("atomref",)
-
-
-class ModelConfig:
-    """Shared behaviour of model configs: ``kind``, ``to_dict``, ``replace`` and ``build``."""
-
-    kind: ClassVar[str] = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able fields plus ``"kind"``; ``build_model`` of it rebuilds the model."""
-        return {"kind": self.kind, **dataclasses.asdict(self)}  # type: ignore[call-overload]
-
-    def replace(self, **changes: Any) -> Any:
-        """A copy with ``changes``; an unknown field raises ValueError naming the valid ones."""
-        names = [f.name for f in dataclasses.fields(self)]  # type: ignore[arg-type]
-        unknown = sorted(set(changes) - set(names))
-        if unknown:
-            raise ValueError(
-                f"unknown {type(self).__name__} field(s) {', '.join(unknown)}; valid fields: {', '.join(names)}"
-            )
-        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
-
-    def build(self) -> MolecularModel:
-        """Construct the model."""
-        raise NotImplementedError
+#: Prior names: ``"atomref"`` (fixed per-element values, e.g. QM9's isolated atoms) and
+#: ``"learnable_atomref"`` (per-element values learned with the model).
+PRIORS = ("atomref", "learnable_atomref")
 
 
 @dataclass(frozen=True)
@@ -51,8 +30,14 @@ class ETConfig(ModelConfig):
     """Equivariant Transformer + head + prior. Defaults: the paper's QM9 configuration.
 
     Fields are :class:`~molgnn.models.EquivariantTransformer`'s arguments, plus ``head`` (a
-    name from :data:`molgnn.nn.HEADS`), ``reduce_op``, ``prior`` (``None`` or ``"atomref"``),
-    ``out_channels`` and ``derivative``.
+    name from :data:`molgnn.nn.HEADS`), ``reduce_op`` (``"sum"``, ``"mean"`` or
+    ``"torchmdnet_mean"``, see :data:`molgnn.nn.reduce.REDUCE_OPS`), ``prior`` (``None``,
+    ``"atomref"`` or ``"learnable_atomref"``), ``out_channels`` and ``derivative``. Every head
+    gets ``hidden_channels``, ``activation``, ``reduce_op`` and ``out_channels`` (and
+    ``max_z`` where it keeps a mass table); a head that cannot honour one raises
+    ``ValueError``, and so does a prior on a head that takes none (dipoles, R2, vectors).
+    With ``reduce_op="torchmdnet_mean"`` the prior is reduced the same way, as torchmd-net
+    adds it per atom before its reduction.
     """
 
     kind: ClassVar[str] = "et"
@@ -78,11 +63,18 @@ class ETConfig(ModelConfig):
     derivative: bool = False
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.head not in HEADS:
             raise ValueError(f"unknown head {self.head!r}; valid heads: {', '.join(HEADS)}")
         if self.prior is not None and self.prior not in PRIORS:
             raise ValueError(
                 f"unknown prior {self.prior!r}; valid priors: None, {', '.join(PRIORS)}"
+            )
+        check_reduce_op(self.reduce_op)
+        if self.prior is not None and not HEADS[self.head].allows_prior:
+            raise ValueError(
+                f"the {self.head!r} head takes no prior (its output is not a sum of per-atom "
+                f"energies); got prior={self.prior!r}"
             )
 
     def build(self) -> MolecularModel:
@@ -96,27 +88,35 @@ class ETConfig(ModelConfig):
             max_num_neighbors=self.max_num_neighbors, vector_cutoff=self.vector_cutoff,
         )  # fmt: skip
         head_cls: Any = HEADS[self.head]
-        if self.head in ("scalar", "equivariant_scalar"):
-            head = head_cls(
-                self.hidden_channels, self.activation, self.reduce_op, self.out_channels
+        extra = {"max_z": self.max_z} if head_cls.needs_max_z else {}
+        head = head_cls(
+            self.hidden_channels,
+            activation=self.activation,
+            reduce_op=self.reduce_op,
+            out_channels=self.out_channels,
+            **extra,
+        )
+        prior = None
+        if self.prior is not None:
+            prior = Atomref(
+                max_z=self.max_z,
+                trainable=self.prior == "learnable_atomref",
+                reduce_op="torchmdnet_mean" if self.reduce_op == "torchmdnet_mean" else "sum",
             )
-        else:
-            head = head_cls(self.hidden_channels, self.activation, max_z=self.max_z)
-        prior = Atomref(max_z=self.max_z) if self.prior == "atomref" else None
         model = MolecularModel(representation, head, prior, derivative=self.derivative)
         model.config = self
         return model
 
 
 #: Model kind -> config class.
-MODEL_CONFIGS: dict[str, type[Any]] = {"et": ETConfig, "pooled": PooledGNNConfig}
+MODEL_CONFIGS: dict[str, type[ModelConfig]] = {"et": ETConfig, "pooled": PooledGNNConfig}
 
 #: Named presets. ``et-qm9``: torchmd-net's ``examples/ET-QM9.yaml`` (hidden 256, 8 layers,
 #: 8 heads, 64 fixed exp-normal RBF, cutoff 0-5 Å, SiLU, neighbour embedding,
 #: ``distance_influence="both"``, the ET's EquivariantScalar head, sum reduce,
 #: ``max_num_neighbors=64``); the Atomref prior of its U0 run is chosen per target by the training
 #: config. ``et-small``: hidden 128, 4 layers, 8 heads, 32 RBF, otherwise as ``et-qm9``.
-PRESETS: dict[str, Any] = {
+PRESETS: dict[str, ModelConfig] = {
     "et-qm9": ETConfig(max_num_neighbors=64),
     "et-small": ETConfig(
         hidden_channels=128, num_layers=4, num_heads=8, num_rbf=32, max_num_neighbors=64
@@ -143,7 +143,7 @@ def model_config(config: str | dict[str, Any] | ModelConfig, **overrides: Any) -
         if kind not in MODEL_CONFIGS:
             raise ValueError(f"unknown model kind {kind!r}; kinds: {', '.join(MODEL_CONFIGS)}")
         resolved = MODEL_CONFIGS[kind]().replace(**values)
-    elif isinstance(config, (ModelConfig, *MODEL_CONFIGS.values())):
+    elif isinstance(config, ModelConfig):
         resolved = config
     else:
         raise ValueError(

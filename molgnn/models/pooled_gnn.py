@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import GATv2Conv, GINEConv, NNConv, PNAConv
 
 from molgnn.data.keys import ELEMENT_SYMBOLS, QM9_ELEMENTS
+from molgnn.models.configs import ModelConfig
 from molgnn.models.model import MolecularModel
 from molgnn.nn.activations import activation as make_activation
 from molgnn.nn.heads import OutputHead
@@ -25,6 +26,7 @@ from molgnn.nn.mlp import MLP
 from molgnn.nn.pool import POOLS, GlobalPool
 from molgnn.nn.radial import GaussianSmearing
 from molgnn.nn.radius import radius_graph
+from molgnn.transforms.covalent_bonds import BOND_TOLERANCE
 
 __all__ = [
     "CONVS",
@@ -163,7 +165,7 @@ def degree_histogram(
     edge_source: str = "radius",
     cutoff: float = 5.0,
     max_num_neighbors: int = 32,
-    bond_tolerance: float = 1.2,
+    bond_tolerance: float = BOND_TOLERANCE,
 ) -> Tensor:
     """In-degree histogram of the message-passing graphs of ``molecules``, for ``pna``.
 
@@ -175,7 +177,8 @@ def degree_histogram(
         edge_source: ``"radius"`` or ``"bonds"``, as in the model (default: ``"radius"``).
         cutoff: Radius-graph cutoff in Å (default: ``5.0``).
         max_num_neighbors: Neighbour limit of the radius graph (default: ``32``).
-        bond_tolerance: Factor on the summed covalent radii for bonds (default: ``1.2``).
+        bond_tolerance: Factor on the summed covalent radii for bonds (default:
+            :data:`~molgnn.transforms.BOND_TOLERANCE`).
 
     Returns:
         ``deg`` ``[D + 1]``: ``deg[k]`` atoms have ``k`` incoming edges.
@@ -250,7 +253,8 @@ class PooledGNNEncoder(nn.Module):
         activation: Activation name (default: ``"silu"``).
         heads: Attention heads of ``gatv2`` (default: ``4``).
         max_num_neighbors: Neighbour limit of the radius graph (default: ``32``).
-        bond_tolerance: Factor on the summed covalent radii for bonds (default: ``1.2``).
+        bond_tolerance: Factor on the summed covalent radii for bonds (default:
+            :data:`~molgnn.transforms.BOND_TOLERANCE`).
         deg: In-degree histogram for ``pna`` (see :func:`degree_histogram`) (default: every
             degree from 1 to ``max_num_neighbors`` (radius) or 6 (bonds) equally often).
 
@@ -281,7 +285,7 @@ class PooledGNNEncoder(nn.Module):
         activation: str = "silu",
         heads: int = 4,
         max_num_neighbors: int = 32,
-        bond_tolerance: float = 1.2,
+        bond_tolerance: float = BOND_TOLERANCE,
         deg: Tensor | Sequence[int] | None = None,
     ) -> None:
         super().__init__()
@@ -457,7 +461,7 @@ class PooledHead(OutputHead):
         activation: str = "silu",
         dropout: float = 0.0,
     ) -> None:
-        super().__init__("sum")
+        super().__init__(hidden_channels, out_channels=out_channels)
         self.pooling = GlobalPool(pool, hidden_channels)
         self.dropout = nn.Dropout(dropout)
         self.mlp = MLP(
@@ -525,7 +529,8 @@ class PooledGNN(nn.Module):
         activation: Activation name (default: ``"silu"``).
         heads: Attention heads of ``gatv2`` (default: ``4``).
         max_num_neighbors: Neighbour limit of the radius graph (default: ``32``).
-        bond_tolerance: Factor on the summed covalent radii for bonds (default: ``1.2``).
+        bond_tolerance: Factor on the summed covalent radii for bonds (default:
+            :data:`~molgnn.transforms.BOND_TOLERANCE`).
         deg: In-degree histogram for ``pna`` (default: see :class:`PooledGNNEncoder`).
         out_channels: Targets :math:`T` (default: ``1``).
 
@@ -556,7 +561,7 @@ class PooledGNN(nn.Module):
         activation: str = "silu",
         heads: int = 4,
         max_num_neighbors: int = 32,
-        bond_tolerance: float = 1.2,
+        bond_tolerance: float = BOND_TOLERANCE,
         deg: Tensor | Sequence[int] | None = None,
         out_channels: int = 1,
     ) -> None:
@@ -611,7 +616,7 @@ class PooledGNN(nn.Module):
 
 
 @dataclass(frozen=True)
-class PooledGNNConfig:
+class PooledGNNConfig(ModelConfig):
     """Config of a :class:`PooledGNN` inside :class:`~molgnn.models.MolecularModel`.
 
     Kind ``"pooled"`` in :data:`molgnn.models.MODEL_CONFIGS`. The fields are
@@ -637,13 +642,14 @@ class PooledGNNConfig:
     activation: str = "silu"
     heads: int = 4
     max_num_neighbors: int = 32
-    bond_tolerance: float = 1.2
+    bond_tolerance: float = BOND_TOLERANCE
     deg: tuple[int, ...] | None = None
     out_channels: int = 1
     prior: str | None = None
     derivative: bool = False
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # types: lists from JSON or YAML become tuples
         _check_choice("conv", self.conv, CONVS)
         _check_choice("pool", self.pool, POOLS)
         _check_choice("edge_source", self.edge_source, EDGE_SOURCES)
@@ -656,25 +662,6 @@ class PooledGNNConfig:
         object.__setattr__(self, "elements", tuple(int(e) for e in self.elements))
         if self.deg is not None:
             object.__setattr__(self, "deg", tuple(int(d) for d in self.deg))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able fields plus ``"kind"``; ``build_model`` of it rebuilds the model."""
-        values = dataclasses.asdict(self)
-        for key in ("edge_features", "elements", "deg"):
-            if values[key] is not None:
-                values[key] = list(values[key])
-        return {"kind": self.kind, **values}
-
-    def replace(self, **changes: Any) -> PooledGNNConfig:
-        """A copy with ``changes``; an unknown field raises ValueError listing the valid ones."""
-        names = [f.name for f in dataclasses.fields(self)]
-        unknown = sorted(set(changes) - set(names))
-        if unknown:
-            raise ValueError(
-                f"unknown PooledGNNConfig field(s) {', '.join(unknown)}; "
-                f"valid fields: {', '.join(names)}"
-            )
-        return dataclasses.replace(self, **changes)
 
     def with_degree_histogram(self, molecules: Iterable[Any]) -> PooledGNNConfig:
         """A copy whose ``deg`` is :func:`degree_histogram` of ``molecules`` (for ``pna``)."""

@@ -7,8 +7,10 @@ from molgnn.nn.gated import GatedEquivariantBlock, safe_norm
 from molgnn.nn.heads import (
     HEADS,
     DipoleMoment,
+    ElectronicSpatialExtent,
     EquivariantDipoleMoment,
     EquivariantScalar,
+    EquivariantVectorOutput,
     OutputHead,
     Scalar,
 )
@@ -18,6 +20,7 @@ from molgnn.nn.pool import POOLS, GlobalPool
 from molgnn.nn.prior import Atomref
 from molgnn.nn.radial import RBFS, CosineCutoff, ExpNormalSmearing, GaussianSmearing
 from molgnn.nn.radius import radius_graph
+from molgnn.nn.reduce import REDUCE_OPS, reduce_atoms, scatter_mean_with_zero
 from molgnn.nn.scatter import scatter_max, scatter_mean, scatter_sum
 
 __all__ = [
@@ -26,12 +29,15 @@ __all__ = [
     "MLP",
     "POOLS",
     "RBFS",
+    "REDUCE_OPS",
     "Atomref",
     "CosineCutoff",
     "DipoleMoment",
+    "ElectronicSpatialExtent",
     "EquivariantDipoleMoment",
     "EquivariantMultiHeadAttention",
     "EquivariantScalar",
+    "EquivariantVectorOutput",
     "ExpNormalSmearing",
     "GatedEquivariantBlock",
     "GaussianSmearing",
@@ -42,8 +48,10 @@ __all__ = [
     "ShiftedSoftplus",
     "eager_hot_path",
     "radius_graph",
+    "reduce_atoms",
     "safe_norm",
     "scatter_max",
     "scatter_mean",
+    "scatter_mean_with_zero",
     "scatter_sum",
 ]

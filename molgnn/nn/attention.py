@@ -44,6 +44,12 @@ class EquivariantMultiHeadAttention(nn.Module):
     over ``num_heads`` heads. With ``vector_cutoff`` the cutoff multiplies the values instead of
     the attention weights, so the vector features also vanish smoothly at the cutoff.
 
+    Each edge points from the neighbour :math:`j` = ``edge_index[0]`` to the centre
+    :math:`i` = ``edge_index[1]`` (PyG's ``source_to_target`` flow): atom :math:`i` sums over its
+    incoming edges only, and ``edge_unit`` holds
+    :math:`\hat{\mathbf{r}}_{ij} = (\mathbf{r}_j - \mathbf{r}_i) / d_{ij}`, as
+    :func:`~molgnn.models.edge_geometry` computes it.
+
     Args:
         hidden_channels: Feature size :math:`C` (divisible by ``num_heads``).
         num_rbf: Radial basis size :math:`R`.
@@ -304,7 +310,7 @@ def _edge_messages(
     vector_cutoff: bool,
     vectors: bool = True,
 ) -> tuple[Tensor, Tensor | None]:
-    """Attention, scalar and vector messages, summed into their centre atoms.
+    """Attention, scalar and vector messages, from ``edge_index[0]`` summed into ``edge_index[1]``.
 
     Whatever depends on the neighbour alone is computed per atom before the gather
     (``vec_j * v2_j``), and the cutoff multiplies the smallest factor it can, so each edge

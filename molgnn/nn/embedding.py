@@ -26,7 +26,10 @@ class NeighborEmbedding(nn.Module):
         \odot \mathbf{u}(z_j)\right]
 
     with :math:`\mathbf{u}` a second per-element embedding and :math:`\mathbf{e}` the radial
-    basis. Self loops in ``edge_index`` are ignored.
+    basis. Messages flow along the edges, from the neighbour :math:`j` = ``edge_index[0]`` into
+    the centre :math:`i` = ``edge_index[1]`` (PyG's ``source_to_target`` flow, as in
+    :class:`~molgnn.nn.EquivariantMultiHeadAttention`), so on a directed graph atom :math:`i` sums
+    over its incoming edges only. Self loops in ``edge_index`` are ignored.
 
     Args:
         hidden_channels: Feature size :math:`C`.
@@ -109,6 +112,9 @@ def _neighbor_sum(
 ) -> Tensor:
     """``sum_j filt_ij * weight_ij * u_j`` into each atom ``i``, ``[N, C]``.
 
+    Each edge carries ``u`` of its source ``j = edge_index[0]`` into its target
+    ``i = edge_index[1]``.
+
     Shapes:
         - **input:** u ``[N, C]``, filt ``[E, C]`` (or ``[U, C]`` with edge_pair ``[E]``),
           edge_index ``[2, E]``, weight ``[E, 1]``
@@ -116,5 +122,5 @@ def _neighbor_sum(
     """
     if edge_pair is not None:
         filt = gather(filt, edge_pair)
-    messages = gather(u, edge_index[1]) * filt * weight  # [E, C]
-    return reduce_sum(messages, edge_index[0], u.size(0))
+    messages = gather(u, edge_index[0]) * filt * weight  # [E, C]: from the source j
+    return reduce_sum(messages, edge_index[1], u.size(0))  # into the target i

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-from typing import cast
+from abc import ABCMeta, abstractmethod
+from typing import ClassVar, cast
 
 import torch
 from torch import Tensor, nn
 
 from molgnn.nn.gated import GatedEquivariantBlock, safe_norm
 from molgnn.nn.mlp import MLP
-from molgnn.nn.scatter import scatter_mean, scatter_sum
+from molgnn.nn.reduce import check_reduce_op, reduce_atoms
+from molgnn.nn.scatter import scatter_sum
 
 __all__ = [
     "HEADS",
     "DipoleMoment",
+    "ElectronicSpatialExtent",
     "EquivariantDipoleMoment",
     "EquivariantScalar",
+    "EquivariantVectorOutput",
     "OutputHead",
     "Scalar",
     "atomic_masses",
 ]
 
-_REDUCE = {"sum": scatter_sum, "mean": scatter_mean}
 # Standard atomic weights (IUPAC) of H..Kr; heavier elements fall back to 2.5 z (a rough value,
 # used only to place the origin of dipole moments).
 _MASSES = (
@@ -39,45 +42,90 @@ def atomic_masses(max_z: int = 100) -> Tensor:
     return table
 
 
-class OutputHead(nn.Module):
+class OutputHead(nn.Module, metaclass=ABCMeta):
     """Base of the heads: ``pre_reduce`` per atom, ``reduce`` over atoms, ``post_reduce``.
 
+    Every head takes the same leading arguments. A head that cannot honour one (a dipole head
+    asked for ``out_channels=3``, a gated head asked for MLP layers) raises ``ValueError``
+    instead of ignoring it.
+
     Args:
-        reduce_op: ``"sum"`` or ``"mean"`` over the atoms of each molecule (default: ``"sum"``).
+        hidden_channels: Feature size :math:`C` of the representation (at least 2).
+        reduce_op: A name from :data:`~molgnn.nn.reduce.REDUCE_OPS`: ``"sum"``, ``"mean"`` or
+            ``"torchmdnet_mean"`` (default: ``"sum"``).
+        out_channels: Number of targets :math:`T` (default: ``1``).
+        num_hidden_layers: Extra hidden layers of the head's MLP (default: ``0``).
     """
 
     #: Whether ``pre_reduce`` reads the vector features (a representation may skip computing
     #: them when it does not).
-    uses_vectors: bool = True
+    uses_vectors: ClassVar[bool] = True
+    #: Whether a prior (atom reference values) may be added to this head's output.
+    allows_prior: ClassVar[bool] = True
+    #: Whether ``out_channels`` may exceed 1 (not for heads whose output has a fixed form).
+    multi_output: ClassVar[bool] = True
+    #: Whether the head has an MLP whose depth ``num_hidden_layers`` sets.
+    has_mlp: ClassVar[bool] = False
+    #: Whether the head keeps an atomic-mass table (and so takes ``max_z``).
+    needs_max_z: ClassVar[bool] = False
 
-    def __init__(self, reduce_op: str = "sum") -> None:
+    def __init__(
+        self,
+        hidden_channels: int,
+        reduce_op: str = "sum",
+        out_channels: int = 1,
+        num_hidden_layers: int = 0,
+    ) -> None:
         super().__init__()
-        if reduce_op not in _REDUCE:
-            raise ValueError(f"unknown reduce_op {reduce_op!r}; valid: {', '.join(_REDUCE)}")
-        self.reduce_op = reduce_op
+        name = type(self).__name__
+        if not hidden_channels >= 2:
+            raise ValueError(f"{name}: hidden_channels must be at least 2, got {hidden_channels}")
+        self.reduce_op = check_reduce_op(reduce_op)
+        if not out_channels >= 1:
+            raise ValueError(f"{name}: out_channels must be positive, got {out_channels}")
+        if out_channels != 1 and not self.multi_output:
+            raise ValueError(
+                f"{name} predicts one fixed-form output per molecule; out_channels must be 1, "
+                f"got {out_channels}"
+            )
+        if not num_hidden_layers >= 0:
+            raise ValueError(f"{name}: num_hidden_layers must be >= 0, got {num_hidden_layers}")
+        if num_hidden_layers and not self.has_mlp:
+            raise ValueError(
+                f"{name} has no MLP whose depth can be set (its gated blocks are fixed); "
+                f"num_hidden_layers must be 0, got {num_hidden_layers}"
+            )
+        self.hidden_channels = hidden_channels
+        self.out_channels = out_channels
 
+    @abstractmethod
     def pre_reduce(
         self, x: Tensor, vec: Tensor | None, z: Tensor, pos: Tensor, batch: Tensor
     ) -> Tensor:
         """Per-atom outputs ``[N, *]``."""
-        raise NotImplementedError
 
     def reduce(self, h: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
-        """Sum or average the per-atom outputs of each molecule: ``[N, *]`` -> ``[B, *]``."""
-        return _REDUCE[self.reduce_op](h, batch, num_graphs)
+        """Reduce the per-atom outputs of each molecule by ``reduce_op``: ``[N, *]`` -> ``[B, *]``."""
+        return reduce_atoms(h, batch, num_graphs, self.reduce_op)
 
     def post_reduce(self, y: Tensor) -> Tensor:
         """Map the reduced outputs to the final prediction ``[B, T]`` (identity here)."""
         return y
 
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(hidden_channels={self.hidden_channels}, "
+            f"reduce_op={self.reduce_op!r}, out_channels={self.out_channels})"
+        )
+
 
 class Scalar(OutputHead):
-    r"""Per-atom MLP on the scalar features, summed over atoms: :math:`y = \sum_i \text{MLP}(\mathbf{x}_i)`.
+    r"""Per-atom MLP on the scalar features, reduced over atoms: :math:`y = \sum_i \text{MLP}(\mathbf{x}_i)`.
 
     Args:
         hidden_channels: Feature size :math:`C` (the MLP's hidden width is :math:`C/2`).
         activation: Activation name (default: ``"silu"``).
-        reduce_op: ``"sum"`` or ``"mean"`` (default: ``"sum"``).
+        reduce_op: ``"sum"``, ``"mean"`` or ``"torchmdnet_mean"`` (default: ``"sum"``).
         out_channels: Number of targets :math:`T` (default: ``1``).
         num_hidden_layers: Extra hidden layers of the MLP (default: ``0``).
 
@@ -87,6 +135,7 @@ class Scalar(OutputHead):
     """
 
     uses_vectors = False
+    has_mlp = True
 
     def __init__(
         self,
@@ -96,8 +145,7 @@ class Scalar(OutputHead):
         out_channels: int = 1,
         num_hidden_layers: int = 0,
     ) -> None:
-        super().__init__(reduce_op)
-        self.hidden_channels = hidden_channels
+        super().__init__(hidden_channels, reduce_op, out_channels, num_hidden_layers)
         self.output_network = MLP(
             hidden_channels, hidden_channels // 2, out_channels, activation, num_hidden_layers
         )
@@ -111,21 +159,18 @@ class Scalar(OutputHead):
     ) -> Tensor:
         return self.output_network(x)
 
-    def __repr__(self) -> str:
-        name = self.__class__.__name__
-        return f"{name}(hidden_channels={self.hidden_channels}, reduce_op={self.reduce_op!r})"
-
 
 class EquivariantScalar(OutputHead):
-    r"""Two :class:`GatedEquivariantBlock` s (:math:`C \to C/2 \to 1`) per atom, then a sum.
+    r"""Two :class:`GatedEquivariantBlock` s (:math:`C \to C/2 \to T`) per atom, then a reduction.
 
     Uses both scalar and vector features; the result is invariant.
 
     Args:
         hidden_channels: Feature size :math:`C`.
         activation: Activation name (default: ``"silu"``).
-        reduce_op: ``"sum"`` or ``"mean"`` (default: ``"sum"``).
+        reduce_op: ``"sum"``, ``"mean"`` or ``"torchmdnet_mean"`` (default: ``"sum"``).
         out_channels: Number of targets :math:`T` (default: ``1``).
+        num_hidden_layers: Must be ``0``: the gated blocks have a fixed depth.
 
     Shapes:
         - **pre_reduce:** x ``[N, C]``, vec ``[N, 3, C]`` -> ``[N, T]``
@@ -138,9 +183,9 @@ class EquivariantScalar(OutputHead):
         activation: str = "silu",
         reduce_op: str = "sum",
         out_channels: int = 1,
+        num_hidden_layers: int = 0,
     ) -> None:
-        super().__init__(reduce_op)
-        self.hidden_channels = hidden_channels
+        super().__init__(hidden_channels, reduce_op, out_channels, num_hidden_layers)
         self.output_network = nn.ModuleList(
             [
                 GatedEquivariantBlock(
@@ -172,12 +217,9 @@ class EquivariantScalar(OutputHead):
     ) -> Tensor:
         return self._gated(x, vec)[0]
 
-    def __repr__(self) -> str:
-        name = self.__class__.__name__
-        return f"{name}(hidden_channels={self.hidden_channels}, reduce_op={self.reduce_op!r})"
-
 
 def _centred(pos: Tensor, z: Tensor, batch: Tensor, masses: Tensor) -> Tensor:
+    """Positions relative to each molecule's centre of mass, ``[N, 3]``."""
     num_graphs = int(batch.max()) + 1 if batch.numel() else 0
     m = masses[z].unsqueeze(1).to(pos.dtype)  # [N, 1]
     centre = scatter_sum(m * pos, batch, num_graphs) / scatter_sum(m, batch, num_graphs)
@@ -195,6 +237,10 @@ class DipoleMoment(Scalar):
     Args:
         hidden_channels: Feature size :math:`C`.
         activation: Activation name (default: ``"silu"``).
+        reduce_op: Reduction of the atomic terms (default: ``"sum"``, the physical dipole).
+        out_channels: Must be ``1`` (one dipole per molecule; use ``vector=True`` for its
+            three components).
+        num_hidden_layers: Extra hidden layers of the charge MLP (default: ``0``).
         vector: Return the vector instead of its magnitude (default: ``False``).
         max_z: Size of the atomic-mass table (default: ``100``).
 
@@ -204,11 +250,21 @@ class DipoleMoment(Scalar):
     """
 
     atomic_mass: Tensor
+    allows_prior = False
+    multi_output = False
+    needs_max_z = True
 
     def __init__(
-        self, hidden_channels: int, activation: str = "silu", vector: bool = False, max_z: int = 100
+        self,
+        hidden_channels: int,
+        activation: str = "silu",
+        reduce_op: str = "sum",
+        out_channels: int = 1,
+        num_hidden_layers: int = 0,
+        vector: bool = False,
+        max_z: int = 100,
     ) -> None:
-        super().__init__(hidden_channels, activation, "sum", 1)
+        super().__init__(hidden_channels, activation, reduce_op, out_channels, num_hidden_layers)
         self.vector = vector
         self.register_buffer("atomic_mass", atomic_masses(max_z))
 
@@ -231,6 +287,9 @@ class EquivariantDipoleMoment(EquivariantScalar):
     Args:
         hidden_channels: Feature size :math:`C`.
         activation: Activation name (default: ``"silu"``).
+        reduce_op: Reduction of the atomic terms (default: ``"sum"``, the physical dipole).
+        out_channels: Must be ``1`` (one dipole per molecule).
+        num_hidden_layers: Must be ``0``: the gated blocks have a fixed depth.
         vector: Return the vector instead of its magnitude (default: ``False``).
         max_z: Size of the atomic-mass table (default: ``100``).
 
@@ -240,11 +299,21 @@ class EquivariantDipoleMoment(EquivariantScalar):
     """
 
     atomic_mass: Tensor
+    allows_prior = False
+    multi_output = False
+    needs_max_z = True
 
     def __init__(
-        self, hidden_channels: int, activation: str = "silu", vector: bool = False, max_z: int = 100
+        self,
+        hidden_channels: int,
+        activation: str = "silu",
+        reduce_op: str = "sum",
+        out_channels: int = 1,
+        num_hidden_layers: int = 0,
+        vector: bool = False,
+        max_z: int = 100,
     ) -> None:
-        super().__init__(hidden_channels, activation, "sum", 1)
+        super().__init__(hidden_channels, activation, reduce_op, out_channels, num_hidden_layers)
         self.vector = vector
         self.register_buffer("atomic_mass", atomic_masses(max_z))
 
@@ -258,10 +327,85 @@ class EquivariantDipoleMoment(EquivariantScalar):
         return y if self.vector else safe_norm(y, dim=-1).unsqueeze(-1)
 
 
+class ElectronicSpatialExtent(Scalar):
+    r"""Electronic spatial extent :math:`\langle R^2 \rangle` (QM9's ``R2``, in :math:`a_0^2`).
+
+    A learned per-atom weight times the squared distance from the centre of mass,
+    :math:`R^2 = \sum_i q_i \lVert \mathbf{r}_i - \mathbf{r}_\text{cm} \rVert^2`, which is
+    invariant (torchmd-net's ``ElectronicSpatialExtent`` and its ``Equivariant`` alias).
+
+    Args:
+        hidden_channels: Feature size :math:`C`.
+        activation: Activation name (default: ``"silu"``).
+        reduce_op: Reduction of the atomic terms (default: ``"sum"``).
+        out_channels: Must be ``1``.
+        num_hidden_layers: Extra hidden layers of the MLP (default: ``0``).
+        max_z: Size of the atomic-mass table (default: ``100``).
+
+    Shapes:
+        - **pre_reduce:** x ``[N, C]`` -> ``[N, 1]``
+        - **output:** ``[B, 1]``
+    """
+
+    atomic_mass: Tensor
+    allows_prior = False
+    multi_output = False
+    needs_max_z = True
+
+    def __init__(
+        self,
+        hidden_channels: int,
+        activation: str = "silu",
+        reduce_op: str = "sum",
+        out_channels: int = 1,
+        num_hidden_layers: int = 0,
+        max_z: int = 100,
+    ) -> None:
+        super().__init__(hidden_channels, activation, reduce_op, out_channels, num_hidden_layers)
+        self.register_buffer("atomic_mass", atomic_masses(max_z))
+
+    def pre_reduce(
+        self, x: Tensor, vec: Tensor | None, z: Tensor, pos: Tensor, batch: Tensor
+    ) -> Tensor:
+        weight = self.output_network(x)  # [N, 1]
+        r2 = _centred(pos, z, batch, self.atomic_mass).square().sum(-1, keepdim=True)  # [N, 1]
+        return weight * r2
+
+
+class EquivariantVectorOutput(EquivariantScalar):
+    r"""One vector per molecule from the gated blocks' vector output.
+
+    :math:`\vec{\mathbf{y}} = \sum_i \vec{\mathbf{v}}_i` with :math:`\vec{\mathbf{v}}_i` the
+    vector output of two gated equivariant blocks (:math:`C \to C/2 \to 1`); it rotates and
+    reflects with the molecule (e.g. a dipole vector or per-molecule forces).
+
+    Args:
+        hidden_channels: Feature size :math:`C`.
+        activation: Activation name (default: ``"silu"``).
+        reduce_op: Reduction of the atomic vectors (default: ``"sum"``; torchmd-net always sums).
+        out_channels: Must be ``1`` (one vector per molecule).
+        num_hidden_layers: Must be ``0``: the gated blocks have a fixed depth.
+
+    Shapes:
+        - **pre_reduce:** x ``[N, C]``, vec ``[N, 3, C]`` -> ``[N, 3]``
+        - **output:** ``[B, 3]``
+    """
+
+    allows_prior = False
+    multi_output = False
+
+    def pre_reduce(
+        self, x: Tensor, vec: Tensor | None, z: Tensor, pos: Tensor, batch: Tensor
+    ) -> Tensor:
+        return self._gated(x, vec)[1].squeeze(-1)  # [N, 3]
+
+
 #: Head name -> class (the config's ``head`` field).
 HEADS: dict[str, type[OutputHead]] = {
     "scalar": Scalar,
     "equivariant_scalar": EquivariantScalar,
     "dipole_moment": DipoleMoment,
     "equivariant_dipole_moment": EquivariantDipoleMoment,
+    "electronic_spatial_extent": ElectronicSpatialExtent,
+    "equivariant_vector": EquivariantVectorOutput,
 }

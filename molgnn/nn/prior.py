@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from molgnn.nn.scatter import scatter_sum
+from molgnn.nn.reduce import check_reduce_op, reduce_atoms
 
 __all__ = ["Atomref"]
 
@@ -23,6 +23,9 @@ class Atomref(nn.Module):
         reference: Values by atomic number, ``[max_z]`` (default: zeros).
         max_z: Table size when ``reference`` is not given (default: ``100``).
         trainable: Learn the values with the model (default: ``False``).
+        reduce_op: How the per-atom values are reduced into each molecule (default: ``"sum"``).
+            Models converted from torchmd-net with its ``"mean"`` use ``"torchmdnet_mean"``,
+            since torchmd-net adds the reference values per atom before its reduction.
 
     Shapes:
         - **input:** z ``[N]``, batch ``[N]``
@@ -36,6 +39,7 @@ class Atomref(nn.Module):
         reference: Tensor | Sequence[float] | None = None,
         max_z: int = 100,
         trainable: bool = False,
+        reduce_op: str = "sum",
     ) -> None:
         super().__init__()
         table = (
@@ -46,6 +50,7 @@ class Atomref(nn.Module):
         if not torch.isfinite(table).all():
             raise ValueError("Atomref reference values must be finite")
         self.trainable = trainable
+        self.reduce_op = check_reduce_op(reduce_op)
         self.weight = nn.Parameter(table.clone().float(), requires_grad=trainable)
         self.register_buffer("initial", table.clone().float())
 
@@ -74,9 +79,12 @@ class Atomref(nn.Module):
             self.weight.copy_(self.initial)
 
     def forward(self, z: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
-        return scatter_sum(self.weight[z].unsqueeze(1), batch, num_graphs)
+        return reduce_atoms(self.weight[z].unsqueeze(1), batch, num_graphs, self.reduce_op)
 
     def __repr__(self) -> str:
         nonzero = int((self.weight != 0).sum())
         name = self.__class__.__name__
-        return f"{name}(max_z={self.weight.numel()}, nonzero={nonzero}, trainable={self.trainable})"
+        return (
+            f"{name}(max_z={self.weight.numel()}, nonzero={nonzero}, trainable={self.trainable}, "
+            f"reduce_op={self.reduce_op!r})"
+        )

@@ -30,7 +30,7 @@ class DataStream:
     Chunks come on demand (:meth:`next_chunk`) or, iterating, every ``interval`` seconds.
 
     ```python
-    stream = DataStream(QM9(root, limit=2000), chunk_size=[500, 100], seed=0)
+    stream = DataStream(QM9(root, subset=2000), chunk_size=[500, 100], seed=0)
     first = stream.next_chunk()  # 500 (molecule id, Data) pairs, then 100 at a time
     ```
 

@@ -10,7 +10,13 @@ from molgnn.training.checkpoint import (
     save_checkpoint,
 )
 from molgnn.training.config import ENERGY_TARGETS, TrainConfig
-from molgnn.training.data import Splits, default_data_root, load_dataset, make_splits
+from molgnn.training.data import (
+    Splits,
+    dataset_from_checkpoint,
+    default_data_root,
+    load_dataset,
+    make_splits,
+)
 from molgnn.training.ema import WeightEMA
 from molgnn.training.evaluate import evaluate_checkpoint
 from molgnn.training.fit import FitResult, fit
@@ -29,6 +35,7 @@ __all__ = [
     "TrainingDivergedError",
     "WarmupPlateauSchedule",
     "WeightEMA",
+    "dataset_from_checkpoint",
     "default_data_root",
     "evaluate_checkpoint",
     "file_sha256",

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch_geometric.data import Dataset
 
 from molgnn.training.config import TrainConfig
 
-__all__ = ["Splits", "default_data_root", "load_dataset", "make_splits"]
+__all__ = ["Splits", "dataset_from_checkpoint", "default_data_root", "load_dataset", "make_splits"]
 
 
 def default_data_root() -> Path:
@@ -20,12 +23,70 @@ def default_data_root() -> Path:
     return Path(os.environ.get("MOLGNN_DATA", Path.home() / ".cache" / "molgnn")).expanduser()
 
 
+def _root(config: TrainConfig) -> str:
+    root = Path(config.data_root).expanduser() if config.data_root else default_data_root() / "qm9"
+    return str(root.resolve())
+
+
 def load_dataset(config: TrainConfig) -> Dataset:
-    """The QM9 dataset (or subset) that ``config`` trains on, processed once and cached."""
+    """The QM9 dataset that ``config`` trains on, processed once and cached.
+
+    ``config.subset`` molecules drawn at random from all of QM9 with ``config.subset_seed``
+    (see :class:`~molgnn.data.QM9`), or all of them for ``subset=None``.
+    """
     from molgnn.data import QM9
 
-    root = Path(config.data_root).expanduser() if config.data_root else default_data_root() / "qm9"
-    return QM9(str(root.resolve()), target=config.target, limit=config.subset)
+    return QM9(
+        _root(config), target=config.target, subset=config.subset, subset_seed=config.subset_seed
+    )
+
+
+def dataset_from_checkpoint(
+    checkpoint: str | Path | Mapping[str, Any], data_root: str | None = None
+) -> Dataset:
+    """The QM9 molecules a checkpoint was trained on, in the order its split indices refer to.
+
+    A checkpoint records the QM9 ids of its dataset (``data["molecule_ids"]``). The dataset is
+    rebuilt from the recorded training config (``subset``, ``subset_seed``, ``target``) and
+    checked against those ids; where they differ (a dataset passed to ``fit`` directly, or
+    another copy of QM9), the recorded molecules are taken from the full set by id. Checkpoints
+    written before ids were recorded used the first ``subset`` molecules in file order.
+
+    Args:
+        checkpoint: A checkpoint file or its loaded contents.
+        data_root: Where QM9 lives, overriding the checkpoint's ``data_root``.
+
+    Raises:
+        ValueError: if the checkpoint's molecules were not QM9's (e.g. an online store's data
+            version) or some of its ids are not in the QM9 source.
+    """
+    from molgnn.data import QM9
+    from molgnn.training.checkpoint import load_checkpoint
+
+    payload = checkpoint if isinstance(checkpoint, Mapping) else load_checkpoint(checkpoint)
+    config = TrainConfig.from_dict(dict(payload["train_config"]))
+    if data_root is not None:
+        config = config.replace(data_root=data_root)
+    record = payload.get("data") or {}
+    if "molecule_ids" not in record:  # written before subsets were random draws
+        return QM9(_root(config), target=config.target, first=config.subset)
+    if record["molecule_ids"] is None:
+        raise ValueError(
+            f"the checkpoint's {record.get('dataset')} dataset has no QM9 ids to rebuild it from"
+        )
+    ids = np.asarray(record["molecule_ids"], dtype=np.int64)
+    dataset = load_dataset(config)
+    if np.array_equal(dataset.molecule_ids, ids):
+        return dataset
+    full = QM9(_root(config), target=config.target)
+    position = {int(m): i for i, m in enumerate(full.molecule_ids.tolist())}
+    missing = [int(m) for m in ids if int(m) not in position]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} of the checkpoint's {len(ids)} molecules are not in the QM9 source "
+            f"(e.g. ids {missing[:5]})"
+        )
+    return full[torch.tensor([position[int(m)] for m in ids], dtype=torch.long)]
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,7 @@ from torch_geometric.data import Dataset
 from torch_geometric.loader import DataLoader
 
 from molgnn.training.checkpoint import load_checkpoint, model_from_checkpoint
-from molgnn.training.config import TrainConfig
-from molgnn.training.data import load_dataset
+from molgnn.training.data import dataset_from_checkpoint
 from molgnn.training.trainer import predict_batch
 
 __all__ = ["evaluate_checkpoint"]
@@ -31,7 +30,8 @@ def evaluate_checkpoint(
 
     Args:
         path: A molgnn checkpoint.
-        dataset: The dataset (default: reloaded from the checkpoint's training config).
+        dataset: The dataset (default: the molecules the checkpoint records, see
+            :func:`~molgnn.training.data.dataset_from_checkpoint`).
         split: ``"train"``, ``"val"`` or ``"test"`` (default: ``"test"``).
         data_root: Where the dataset lives, overriding the checkpoint's.
         batch_size: Inference batch size (default: ``128``).
@@ -45,11 +45,8 @@ def evaluate_checkpoint(
         raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(_SPLITS)}")
     payload = load_checkpoint(path)
     model = model_from_checkpoint(payload)
-    if dataset is None:
-        config = TrainConfig.from_dict(payload["train_config"])
-        if data_root is not None:
-            config = config.replace(data_root=data_root)
-        dataset = load_dataset(config)
+    if dataset is None:  # the very molecules it was trained on (the ids it records)
+        dataset = dataset_from_checkpoint(payload, data_root)
     indices = payload["data"]["split"][split]
     if int(indices.max()) >= len(dataset):
         raise ValueError(f"{path}: split indices do not fit a dataset of {len(dataset)} molecules")

@@ -4,6 +4,7 @@ from molgnn.transforms.atom_ref import AtomRef
 from molgnn.transforms.center import ATOMIC_MASSES, Center
 from molgnn.transforms.covalent_bonds import (
     BOND_FEATURES,
+    BOND_TOLERANCE,
     COVALENT_RADII,
     CovalentBonds,
     covalent_bonds,
@@ -18,6 +19,7 @@ from molgnn.transforms.standardize import Standardize
 __all__ = [
     "ATOMIC_MASSES",
     "BOND_FEATURES",
+    "BOND_TOLERANCE",
     "COVALENT_RADII",
     "VECTOR_KEYS",
     "AtomRef",

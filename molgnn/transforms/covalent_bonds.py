@@ -13,7 +13,14 @@ from molgnn.data.keys import ELEMENT_SYMBOLS
 from molgnn.nn.radius import radius_graph
 from molgnn.transforms._checks import check_pos, describe, element_name, require
 
-__all__ = ["BOND_FEATURES", "COVALENT_RADII", "CovalentBonds", "covalent_bonds", "covalent_radii"]
+__all__ = [
+    "BOND_FEATURES",
+    "BOND_TOLERANCE",
+    "COVALENT_RADII",
+    "CovalentBonds",
+    "covalent_bonds",
+    "covalent_radii",
+]
 
 #: Single-bond covalent radii in Å by atomic number, from B. Cordero et al., "Covalent radii
 #: revisited", Dalton Trans. 2832-2838 (2008), Table 2 (sp3 value for C, low-spin values for
@@ -32,6 +39,15 @@ COVALENT_RADII: dict[int, float] = {
 #: ``"ratio"``, the length over the summed single-bond radii (about 0.87 for a C=C double bond,
 #: 0.79 for a triple bond and 1.0 for a single bond).
 BOND_FEATURES: tuple[str, ...] = ("length", "ratio")
+
+#: Default bond tolerance: atoms are bonded when closer than this factor times their summed
+#: covalent radii. The one default of :func:`covalent_bonds`, :class:`CovalentBonds` and the
+#: pooled GNN's ``bond_tolerance`` (:class:`~molgnn.models.PooledGNN`,
+#: :class:`~molgnn.models.PooledGNNConfig`, :func:`~molgnn.models.degree_histogram`). On QM9's
+#: 130,831 molecules 1.15 gives every H one bond and every heavy atom a normal valence in all but
+#: 2, while 1.2 also bonds the 1,3 carbons of 1,688 strained bicyclic molecules (a five-bonded
+#: carbon).
+BOND_TOLERANCE: float = 1.15
 
 _MAX_Z = len(ELEMENT_SYMBOLS)
 _RADIUS_TABLE = torch.full((_MAX_Z,), float("nan"), dtype=torch.float64)
@@ -58,7 +74,7 @@ def covalent_radii(z: Tensor) -> Tensor:
 
 
 def covalent_bonds(
-    z: Tensor, pos: Tensor, batch: Tensor | None = None, tolerance: float = 1.15
+    z: Tensor, pos: Tensor, batch: Tensor | None = None, tolerance: float = BOND_TOLERANCE
 ) -> Tensor:
     r"""Bonds between atoms closer than their summed covalent radii times ``tolerance``.
 
@@ -74,9 +90,8 @@ def covalent_bonds(
         z: Atomic numbers, ``[N]``.
         pos: Positions in Å, ``[N, 3]``.
         batch: Molecule index of each atom, ``[N]`` (default: one molecule).
-        tolerance: Factor on the summed radii (default: ``1.15``; on QM9's 130,831 molecules it
-            gives every H one bond and every heavy atom a normal valence in all but 2, while
-            ``1.2`` also bonds the 1,3 carbons of 1,688 strained bicyclic molecules).
+        tolerance: Factor on the summed radii (default: :data:`BOND_TOLERANCE`, chosen so that
+            QM9's molecules get normal valences).
 
     Returns:
         ``edge_index`` ``[2, E]``: row 0 the neighbour, row 1 the centre, sorted by centre.
@@ -116,8 +131,7 @@ class CovalentBonds(BaseTransform):
     for multiple bonds).
 
     Args:
-        tolerance: Factor on the summed covalent radii (default: ``1.15``, see
-            :func:`covalent_bonds`).
+        tolerance: Factor on the summed covalent radii (default: :data:`BOND_TOLERANCE`).
         features: Columns of ``edge_attr``, in order, from :data:`BOND_FEATURES`
             (default: ``("length",)``).
 
@@ -126,7 +140,9 @@ class CovalentBonds(BaseTransform):
         - **output:** edge_index ``[2, E]``, edge_attr ``[E, len(features)]``
     """
 
-    def __init__(self, tolerance: float = 1.15, features: Sequence[str] = ("length",)) -> None:
+    def __init__(
+        self, tolerance: float = BOND_TOLERANCE, features: Sequence[str] = ("length",)
+    ) -> None:
         if not tolerance > 0:
             raise ValueError(f"tolerance must be positive, got {tolerance}")
         features = tuple(features)

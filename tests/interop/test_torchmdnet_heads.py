@@ -1,4 +1,4 @@
-"""Heads that torchmd-net's create_model does not build for the ET: plain Scalar and dipoles."""
+"""Every torchmd-net output head for the ET, built directly (some create_model never builds)."""
 
 import ast
 import csv
@@ -10,7 +10,14 @@ import torch
 
 from molgnn.data.keys import ATOMIC_NUMBERS
 from molgnn.interop import from_torchmdnet
-from molgnn.nn import DipoleMoment, EquivariantDipoleMoment, EquivariantScalar, Scalar
+from molgnn.nn import (
+    DipoleMoment,
+    ElectronicSpatialExtent,
+    EquivariantDipoleMoment,
+    EquivariantScalar,
+    EquivariantVectorOutput,
+    Scalar,
+)
 
 output_modules = pytest.importorskip(
     "torchmdnet.models.output_modules", reason="needs torchmd-net 3.x (CI installs it)"
@@ -25,6 +32,9 @@ HEADS = {
     "EquivariantScalar": EquivariantScalar,
     "DipoleMoment": DipoleMoment,
     "EquivariantDipoleMoment": EquivariantDipoleMoment,
+    "ElectronicSpatialExtent": ElectronicSpatialExtent,
+    "EquivariantElectronicSpatialExtent": ElectronicSpatialExtent,
+    "EquivariantVectorOutput": EquivariantVectorOutput,
 }
 
 
@@ -43,13 +53,15 @@ def qm9_batch(start: int, count: int) -> tuple[torch.Tensor, torch.Tensor, torch
     return torch.tensor(z), torch.tensor(pos, dtype=torch.float64), torch.tensor(batch)
 
 
-def reference_model(head: str, derivative: bool, std: float = 1.0) -> TorchMD_Net:
+def reference_model(
+    head: str, derivative: bool, std: float = 1.0, reduce_op: str = "sum"
+) -> TorchMD_Net:
     torch.manual_seed(1)
     rep = TorchMD_ET(
         hidden_channels=32, num_layers=2, num_rbf=16, num_heads=4, trainable_rbf=False,
         vector_cutoff=True, dtype=torch.float64,
     )  # fmt: skip
-    out = getattr(output_modules, head)(32, dtype=torch.float64)
+    out = getattr(output_modules, head)(32, reduce_op=reduce_op, dtype=torch.float64)
     model = TorchMD_Net(
         rep, out, std=torch.tensor(std, dtype=torch.float64), derivative=derivative,
         dtype=torch.float64,
@@ -62,20 +74,28 @@ def reference_model(head: str, derivative: bool, std: float = 1.0) -> TorchMD_Ne
 
 
 @pytest.mark.interop
+@pytest.mark.parametrize("reduce_op", ["add", "mean"])
 @pytest.mark.parametrize("head", sorted(HEADS))
-def test_heads_match(head):
+def test_heads_match(head, reduce_op):
     derivative = "Dipole" not in head
-    reference = reference_model(head, derivative, std=1.0 if not derivative else 2.5)
+    reference = reference_model(head, derivative, 1.0 if not derivative else 2.5, reduce_op)
     ours = from_torchmdnet(reference)
     assert isinstance(ours.head, HEADS[head])
+    # torchmd-net's vector head always sums; its other heads' "mean" divides by atoms + 1
+    expected = (
+        "sum" if head == "EquivariantVectorOutput" or reduce_op == "add" else "torchmdnet_mean"
+    )
+    assert ours.head.reduce_op == expected
     z, pos, batch = qm9_batch(20, 5)
     y_ref, f_ref = reference(z, pos, batch)
     out = ours(z, pos, batch)
     y = out[0] if derivative else out
-    assert y.shape == y_ref.shape == (5, 1)
+    width = 3 if head == "EquivariantVectorOutput" else 1
+    assert y.shape == y_ref.shape == (5, width)
     assert torch.allclose(y, y_ref, atol=1e-8, rtol=0)
     if derivative:
         assert torch.allclose(out[1], f_ref, atol=1e-8, rtol=0)
+        assert out[1].abs().max() > 0
 
 
 def test_dipole_with_a_mean_is_refused():

@@ -1,3 +1,5 @@
+import dataclasses
+import inspect
 import itertools
 import json
 import subprocess
@@ -11,9 +13,10 @@ from hypothesis import strategies as st
 
 from molgnn.data import QM9, qm9pack_dir
 from molgnn.models import CONVS, PooledGNN, PooledGNNConfig, build_model, model_config
-from molgnn.models.pooled_gnn import EDGE_FEATURES, degree_histogram
+from molgnn.models.pooled_gnn import EDGE_FEATURES, PooledGNNEncoder, degree_histogram
 from molgnn.nn import POOLS, GlobalPool
 from molgnn.testing import assert_invariant, batch_of, molecules, random_molecule
+from molgnn.transforms import BOND_TOLERANCE, CovalentBonds
 from tests.conftest import FIXTURE_QM9
 
 
@@ -66,6 +69,23 @@ def test_bond_edges_are_the_covalent_bonds_of_methane():
     assert sorted(edges[1].tolist()) == [0, 0, 0, 0, 1, 2, 3, 4]
     ratio = PooledGNN(8, 1, edge_features=("ratio",)).representation.edge_attr(z, pos, edges)
     assert torch.allclose(ratio, torch.full((8, 1), 1.09 / (0.76 + 0.31)), atol=1e-3)
+
+
+def test_bond_tolerance_defaults_are_the_covalent_bonds_constant():
+    for fn in (PooledGNN, PooledGNNEncoder, degree_histogram):
+        assert inspect.signature(fn).parameters["bond_tolerance"].default is BOND_TOLERANCE, fn
+    fields = {f.name: f.default for f in dataclasses.fields(PooledGNNConfig)}
+    assert fields["bond_tolerance"] is BOND_TOLERANCE
+    assert build_model("pooled").representation.bond_tolerance is BOND_TOLERANCE
+    # 1.79 Å: the 1,3 carbons of a strained QM9 bicyclic, bonded at 1.2 (a five-bonded carbon)
+    # but not at the default, in the pooled GNN's bond graph as in the CovalentBonds transform.
+    cc = random_molecule(2, seed=0)
+    cc.z, cc.pos = torch.tensor([6, 6]), torch.tensor([[0.0, 0, 0], [1.79, 0, 0]])
+    default = PooledGNN(8, 1, edge_source="bonds").representation
+    loose = PooledGNN(8, 1, edge_source="bonds", bond_tolerance=1.2).representation
+    assert default.edges(cc.z, cc.pos).size(1) == 0 and loose.edges(cc.z, cc.pos).size(1) == 2
+    assert CovalentBonds()(cc.clone()).edge_index.size(1) == 0
+    assert degree_histogram([cc], edge_source="bonds").tolist() == [2]  # two atoms of degree 0
 
 
 def test_unknown_names_and_bad_inputs_raise_value_errors():
@@ -210,7 +230,7 @@ def test_pyg_layers_work_without_torch_scatter():
 def test_overfits_32_qm9_molecules(tmp_path, monkeypatch):
     if qm9pack_dir() is None:
         monkeypatch.setenv("MOLGNN_QM9PACK_DIR", str(FIXTURE_QM9))
-    data = QM9(str(tmp_path), target="gap", limit=32, progress=False)
+    data = QM9(str(tmp_path), target="gap", first=32, progress=False)
     mols = [data[i] for i in range(len(data))]
     assert len(mols) >= 30
     z, pos, batch = batch_of(mols)

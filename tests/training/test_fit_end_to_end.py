@@ -44,7 +44,7 @@ def test_fit_writes_checkpoints_logs_and_loads(tiny_qm9, tmp_path):
     # The loaded model predicts what the trained model predicts.
     from molgnn.data import QM9
 
-    mol = QM9(str(tiny_qm9), limit=30, progress=False)[0]
+    mol = QM9(str(tiny_qm9), first=30, progress=False)[0]
     assert torch.allclose(model(mol.z, mol.pos), result.model.eval()(mol.z, mol.pos), atol=1e-6)
 
 

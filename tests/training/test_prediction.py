@@ -52,7 +52,7 @@ def test_predict_from_xyz_data_and_atoms_equals_forward(trained, tmp_path):
 
 def test_predict_batches_match_single_molecules(trained, tiny_qm9):
     model = molgnn.load(trained)
-    mols = [QM9(str(tiny_qm9), limit=30, progress=False)[i] for i in range(10)]
+    mols = [QM9(str(tiny_qm9), first=30, progress=False)[i] for i in range(10)]
     batched = molgnn.predict(model, mols, batch_size=4).values
     single = torch.cat([model(m.z, m.pos) for m in mols])
     assert torch.allclose(batched, single, atol=1e-5)

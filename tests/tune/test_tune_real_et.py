@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "fixtures" / "qm9pack"
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_smoke_sweep_of_the_et_exports_a_loadable_model(tmp_path: Path) -> None:
     env = {
@@ -33,7 +34,7 @@ def test_smoke_sweep_of_the_et_exports_a_loadable_model(tmp_path: Path) -> None:
     best = tmp_path / "sweeps" / "et" / "best.ckpt"
     model = molgnn.load(best)
     assert model.checkpoint_info["target"]["names"] == ["gap"]
-    mol = QM9(str(tmp_path / "data" / "qm9"), limit=30, progress=False)[0]
+    mol = QM9(str(tmp_path / "data" / "qm9"), first=30, progress=False)[0]
     prediction = molgnn.predict(model, mol).values
     assert prediction.shape == (1, 1) and torch.isfinite(prediction).all()
     assert (tmp_path / "sweeps" / "et" / "best_config.yaml").is_file()
