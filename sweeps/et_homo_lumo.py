@@ -10,6 +10,10 @@ minutes). On a GPU machine or a Ray cluster, for example::
     python sweeps/et_homo_lumo.py --profile gpu --address auto --storage-path /shared/sweeps \\
         --resume
 
+A cluster that uses Ray's token authentication (``ray start --head`` on a machine with a
+token) is joined with the head's token, found in ``RAY_AUTH_TOKEN``, the file
+``RAY_AUTH_TOKEN_PATH`` names, or ``~/.ray/auth_token``; see the Sweeps guide.
+
 At the end it prints the trial table, re-evaluates the best trial on the test split and writes
 ``<storage>/<name>/best.ckpt`` (open it with ``molgnn.load``), ``best_config.yaml`` and the
 Optuna plots.

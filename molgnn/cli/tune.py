@@ -67,7 +67,10 @@ def add_arguments(parser: argparse.ArgumentParser, kind: str | None = None) -> N
     )
     parser.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: 1)")
     parser.add_argument(
-        "--address", help="join a running Ray cluster: 'auto' or HOST:PORT (default: local Ray)"
+        "--address",
+        help="join a running Ray cluster: 'auto' or HOST:PORT (default: local Ray); a cluster "
+        "with token authentication needs the head node's token in RAY_AUTH_TOKEN, the file "
+        "RAY_AUTH_TOKEN_PATH names, or ~/.ray/auth_token",
     )
     parser.add_argument(
         "--storage-path",
@@ -90,7 +93,11 @@ def add_arguments(parser: argparse.ArgumentParser, kind: str | None = None) -> N
     )
     parser.add_argument("--grace-period", type=int, help="ASHA grace period in epochs")
     parser.add_argument("--reduction-factor", type=float, help="ASHA reduction factor")
-    parser.add_argument("--max-failures", type=int, help="retries of a failed trial")
+    parser.add_argument(
+        "--max-failures",
+        type=int,
+        help="retries of a failed trial (a lost node) from its last checkpoint (default: 2)",
+    )
     parser.add_argument(
         "--max-concurrent-trials", type=int, help="running trials at most (default: resources)"
     )
@@ -192,17 +199,26 @@ def config_from_args(args: argparse.Namespace, kind: str | None = None) -> Sweep
     return config.replace(**flags)
 
 
-def run(args: argparse.Namespace, kind: str | None = None) -> int:
+def run(args: argparse.Namespace, kind: str | None = None, *, prog: str = "molgnn tune") -> int:
     """Run a sweep from parsed options and print its summary; returns the exit code.
+
+    A cluster that cannot be joined (``--address``) is reported in one line on stderr,
+    without a traceback, with exit code 1.
 
     Args:
         args: Parsed options (see :func:`add_arguments`).
         kind: The model kind; ``None`` reads ``args.kind``.
+        prog: Program name for error messages.
     """
     config = config_from_args(args, kind)
     from molgnn.tune import run_sweep
+    from molgnn.tune.cluster import ClusterConnectionError
 
-    result = run_sweep(config)
+    try:
+        result = run_sweep(config)
+    except ClusterConnectionError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 1
     print(result.summary())
     return 0 if result.best_checkpoint is not None or not config.export else 1
 
@@ -243,7 +259,7 @@ def sweep_main(
     add_arguments(parser, kind=kind)
     args = parser.parse_args(argv)
     try:
-        return run(args, kind)
+        return run(args, kind, prog=parser.prog)
     except (ValueError, FileNotFoundError) as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 1

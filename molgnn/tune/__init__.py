@@ -11,8 +11,9 @@ best model back as a molgnn checkpoint::
 
 Search spaces are data (:data:`SEARCH_SPACES`); Optuna's seeded multivariate TPE proposes,
 ASHA stops weak trials early, failed trials are recorded without stopping the sweep and a
-killed sweep resumes with ``SweepConfig(resume=True)``. Only this package imports Ray and
-Optuna.
+killed sweep resumes with ``SweepConfig(resume=True)``. ``SweepConfig(address=...)`` joins a
+Ray cluster, with this machine's Ray auth token when the cluster uses token authentication.
+Only this package imports Ray and Optuna.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ except ImportError as err:  # pragma: no cover - depends on the environment
     ) from err
 
 from molgnn.tune.backend import MolgnnBackend, Trial, TrialBackend, split_overrides
+from molgnn.tune.cluster import ClusterConnectionError, auth_token_source, prepare_token_auth
 from molgnn.tune.config import METRIC, MODE, SweepConfig, load_sweep_yaml
 from molgnn.tune.profiles import PROFILES, profile
 from molgnn.tune.reporting import (
@@ -71,6 +73,7 @@ __all__ = [
     "SEARCH_SPACES",
     "SPACE_DISTRIBUTIONS",
     "TRIAL_RECORD_KEYS",
+    "ClusterConnectionError",
     "MolgnnBackend",
     "SweepConfig",
     "SweepResult",
@@ -78,10 +81,12 @@ __all__ = [
     "TrialBackend",
     "TrialFailedError",
     "assigned_device",
+    "auth_token_source",
     "check_point_in_space",
     "format_trials_table",
     "load_sweep_yaml",
     "parse_space",
+    "prepare_token_auth",
     "profile",
     "resolve_space",
     "run_sweep",

@@ -54,7 +54,9 @@ class SweepConfig:
         max_concurrent_trials: Upper limit on running trials; ``None`` derives it from the
             cluster's CPUs and GPUs. (default: :obj:`None`)
         address: ``"auto"`` or ``"HOST:PORT"`` of a running Ray cluster; ``None`` starts a
-            local Ray instance. (default: :obj:`None`)
+            local Ray instance. A cluster with token authentication is joined with this
+            machine's token (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or
+            ``~/.ray/auth_token``, see :mod:`molgnn.tune.cluster`). (default: :obj:`None`)
         storage_path: Local directory or URI (``s3://``, ``gs://``, NFS path) that every node
             can reach; results go to ``<storage_path>/<name>``.
             (default: ``"~/molgnn-sweeps"``)
@@ -70,7 +72,9 @@ class SweepConfig:
         train_overrides: Fixed :class:`~molgnn.training.TrainConfig` fields applied to every
             trial. (default: ``{}``)
         max_failures: Times a failed trial is retried from its last checkpoint before it is
-            recorded as failed. (default: ``0``)
+            recorded as failed: a trial on a node that is lost (a killed raylet, a preempted
+            machine) continues elsewhere. A trial whose loss becomes NaN fails again on each
+            retry, which reruns only the epoch since its last checkpoint. (default: ``2``)
         num_cpus: CPUs of a local Ray instance (``None``: all). (default: :obj:`None`)
         num_gpus: GPUs of a local Ray instance (``None``: those torch sees).
             (default: :obj:`None`)
@@ -100,7 +104,7 @@ class SweepConfig:
     points_to_evaluate: tuple[Mapping[str, Any], ...] = ()
     model_overrides: Mapping[str, Any] = field(default_factory=dict)
     train_overrides: Mapping[str, Any] = field(default_factory=dict)
-    max_failures: int = 0
+    max_failures: int = 2
     num_cpus: int | None = None
     num_gpus: int | None = None
     export: bool = True

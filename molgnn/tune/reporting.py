@@ -25,15 +25,19 @@ __all__ = [
 ]
 
 #: Metrics every trial reports besides :data:`~molgnn.tune.config.METRIC`, so that where and
-#: when it ran can be checked afterwards: the Ray node, the GPU ids Ray assigned, the torch
-#: device, the process id and the wall-clock start of the trial's current run and end of the
-#: epoch (seconds since the epoch).
+#: when it ran can be checked afterwards: the Ray node and its IP address, the GPU ids Ray
+#: assigned, the torch device, the process id, the wall-clock start of the trial's current
+#: run (seconds since the epoch), the epoch of the checkpoint that run continued from (0 for
+#: a fresh start; a retry after a lost node or a resumed sweep continues from one) and the
+#: wall-clock end of the epoch.
 TRIAL_RECORD_KEYS: tuple[str, ...] = (
     "node_id",
+    "node_ip",
     "gpu_ids",
     "device",
     "pid",
     "run_started_at",
+    "resumed_from_epoch",
     "epoch_ended_at",
 )
 
@@ -120,9 +124,10 @@ def trial_records(results: ResultGrid) -> list[dict[str, Any]]:
         results: What :meth:`ray.tune.Tuner.fit` returned.
 
     Returns:
-        One dict per trial with ``trial``, ``node_id``, ``gpu_ids`` (list of str), ``device``,
-        ``start`` (wall-clock start of its first run), ``end`` (end of its last epoch) and
-        ``epochs``. Trials that reported nothing are left out.
+        One dict per trial with ``trial``, ``node_id`` and ``node_ip`` (of its last run),
+        ``gpu_ids`` (list of str), ``device``, ``start`` (wall-clock start of its first run),
+        ``end`` (end of its last epoch), ``epochs`` and ``runs`` (1, plus one per retry or
+        resume that continued it). Trials that reported nothing are left out.
     """
     records = []
     for result in results:
@@ -134,11 +139,13 @@ def trial_records(results: ResultGrid) -> list[dict[str, Any]]:
             {
                 "trial": Path(result.path).name if result.path else "",
                 "node_id": str(history["node_id"].iloc[-1]),
+                "node_ip": str(history["node_ip"].iloc[-1]) if "node_ip" in history else "",
                 "gpu_ids": [g for g in gpu_ids.split(",") if g],
                 "device": str(history["device"].iloc[-1]),
                 "start": float(history["run_started_at"].min()),
                 "end": float(history["epoch_ended_at"].max()),
                 "epochs": int(history["epoch"].max()),
+                "runs": int(history["run_started_at"].nunique()),
             }
         )
     return records

@@ -14,9 +14,11 @@ from typing import Any
 import pandas as pd
 import ray
 from ray import tune
+from ray.exceptions import RayError
 from ray.tune.search.sample import Domain
 
 from molgnn.tune.backend import MolgnnBackend, TrialBackend
+from molgnn.tune.cluster import join_error, prepare_token_auth
 from molgnn.tune.config import METRIC, MODE, SweepConfig, _is_uri
 from molgnn.tune.reporting import (
     format_trials_table,
@@ -188,16 +190,25 @@ def _trial_dirname(trial: Any) -> str:
 
 
 def _init_ray(config: SweepConfig) -> bool:
-    """Start or join Ray unless already connected; returns whether this call connected."""
+    """Start or join Ray unless already connected; returns whether this call connected.
+
+    Joining (``config.address``) uses this machine's Ray auth token when it has one (see
+    :mod:`molgnn.tune.cluster`) and turns a failed join into a
+    :class:`~molgnn.tune.cluster.ClusterConnectionError` that says what to set. A local Ray
+    instance keeps Ray's defaults (token authentication on).
+    """
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": config.verbose > 0}
-    if config.address is not None:
-        kwargs["address"] = config.address
-    else:
-        kwargs["num_cpus"] = config.num_cpus
-        kwargs["num_gpus"] = config.num_gpus
-    ray.init(**kwargs)
+    if config.address is None:
+        ray.init(**kwargs, num_cpus=config.num_cpus, num_gpus=config.num_gpus)
+        return True
+    source = prepare_token_auth()
+    try:
+        ray.init(**kwargs, address=config.address)
+    except (ConnectionError, RuntimeError, RayError) as err:
+        ray.shutdown()
+        raise join_error(config.address, err, source) from err
     return True
 
 
@@ -265,11 +276,13 @@ def _export_best(
 def run_sweep(config: SweepConfig, backend: TrialBackend | None = None) -> SweepResult:
     """Run (or resume) a sweep and export its best model.
 
-    Starts a local Ray instance, or joins the cluster at ``config.address``; prepares the
-    dataset once and hands it to the trials through Ray's object store; samples
-    configurations with Optuna's seeded, multivariate TPE (after ``points_to_evaluate``);
-    stops weak trials with ASHA on the validation MAE; records failed trials without stopping
-    the sweep; and with ``config.resume`` continues a killed sweep with ``Tuner.restore``
+    Starts a local Ray instance, or joins the cluster at ``config.address`` (with this
+    machine's Ray auth token, see :mod:`molgnn.tune.cluster`); prepares the dataset once and
+    hands it to the trials through Ray's object store; samples configurations with Optuna's
+    seeded, multivariate TPE (after ``points_to_evaluate``); stops weak trials with ASHA on
+    the validation MAE; retries a failed trial (a lost node, say) from its last checkpoint up
+    to ``config.max_failures`` times and then records it as failed without stopping the
+    sweep; and with ``config.resume`` continues a killed sweep with ``Tuner.restore``
     without rerunning finished trials. At the end it writes ``best.ckpt`` (open it with
     ``molgnn.load``), ``best_config.yaml`` and the Optuna plots next to the experiment.
 
@@ -281,6 +294,11 @@ def run_sweep(config: SweepConfig, backend: TrialBackend | None = None) -> Sweep
 
     Returns:
         The trial table, the best configuration and where the exports are.
+
+    Raises:
+        ClusterConnectionError: ``config.address`` could not be joined (for example the
+            cluster uses token authentication and this machine has no token); the message
+            says what to set.
     """
     from optuna.samplers import TPESampler
     from ray.tune.schedulers import ASHAScheduler

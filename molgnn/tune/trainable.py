@@ -76,6 +76,7 @@ def train_trial(
     """
     run_started_at = time.time()
     node_id = ray.get_runtime_context().get_node_id()
+    node_ip = ray.util.get_node_ip_address()
     gpu_ids = _gpu_ids()
     device = assigned_device()
     max_epochs = int(settings["max_epochs"])
@@ -87,6 +88,7 @@ def train_trial(
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             trial.load(Path(directory) / CHECKPOINT_FILE)
+    resumed_from_epoch = trial.epoch  # 0 unless this run continues from a checkpoint
 
     while trial.epoch < max_epochs:
         metrics = trial.run_epoch()
@@ -102,10 +104,12 @@ def train_trial(
             "train_loss": loss,
             "epoch": trial.epoch,
             "node_id": node_id,
+            "node_ip": node_ip,
             "gpu_ids": gpu_ids,
             "device": str(device),
             "pid": os.getpid(),
             "run_started_at": run_started_at,
+            "resumed_from_epoch": resumed_from_epoch,
             "epoch_ended_at": time.time(),
         }
         with tempfile.TemporaryDirectory(prefix="molgnn-ckpt-") as directory:

@@ -1,13 +1,25 @@
-"""Shared set-up for the sweep tests.
+"""Shared set-up for the sweep tests: loopback-only Ray clusters with token authentication.
 
 Ray workers are separate processes: they find molgnn and the toy backend through PYTHONPATH,
 which they inherit from the process that starts Ray.
+
+Every test that starts Ray is marked ``ray`` and runs only inside a private network namespace
+whose only interface is loopback, so that Ray binds to 127.0.0.1 and no test traffic leaves
+the machine (on Linux Ray replaces ``--node-ip-address 127.0.0.1`` with the host's outward
+address whenever it has one)::
+
+    unshare -n bash -c 'ip link set lo up && pytest'
+
+Elsewhere those tests skip and say why; with ``MOLGNN_REQUIRE_NETNS=1`` (``.ci/run``) they fail
+instead. Authentication stays as Ray sets it up by default: the session has its own token
+(``RAY_AUTH_TOKEN_PATH``, so no test writes ``~/.ray/auth_token``), ``ray start --head``
+finds it and turns token authentication on, and the nodes and drivers that join are given
+the token the way the Sweeps guide tells users to.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -30,122 +42,44 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     [*_paths, *[p for p in _existing.split(os.pathsep) if p and p not in _paths]]
 )
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-# The test clusters run on 127.0.0.1 without auth tokens. Ray reads the auth mode once per
-# process, so the test process and every Ray process it starts must agree from the start.
-os.environ["RAY_AUTH_MODE"] = "disabled"
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
-
-class RayNode:
-    """One ``ray start --block`` process on 127.0.0.1, stopped by its PID.
-
-    ``ray start --block`` stays in the foreground and, on SIGTERM, stops the Ray processes it
-    started (GCS, raylet, ...), so the test never needs ``ray stop`` (which would stop every
-    Ray process of the machine).
-    """
-
-    def __init__(self, *, head_port: int, head: bool, num_cpus: int, num_gpus: int) -> None:
-        import subprocess
-        import sys
-        import tempfile
-
-        self.temp_dir = tempfile.mkdtemp(prefix="molgnn-ray-", dir="/tmp")
-        ray_exe = str(Path(sys.executable).with_name("ray"))
-        cmd = [
-            ray_exe,
-            "start",
-            "--block",
-            "--node-ip-address",
-            "127.0.0.1",
-            f"--num-cpus={num_cpus}",
-            f"--num-gpus={num_gpus}",
-            "--disable-usage-stats",
-        ]
-        if head:
-            cmd += [
-                "--head",
-                f"--port={head_port}",
-                "--include-dashboard=false",
-                f"--temp-dir={self.temp_dir}",
-            ]
-        else:
-            cmd += [f"--address=127.0.0.1:{head_port}"]
-        self.log = open(Path(self.temp_dir) / "ray-start.log", "w")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            cmd, stdout=self.log, stderr=subprocess.STDOUT, env=ray_env(), cwd=self.temp_dir
-        )
-
-    def stop(self) -> None:
-        import subprocess
-
-        if self.process.poll() is None:
-            self.process.terminate()  # SIGTERM to this PID only
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self.log.close()
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+from ray_helpers import Cluster, loopback_only_problem  # noqa: E402
 
 
-def ray_env() -> dict[str, str]:
-    """Environment of the Ray processes and drivers of a test cluster."""
-    env = dict(os.environ)
-    env["RAY_AUTH_MODE"] = "disabled"  # a local test cluster: no token files to share
-    env["RAY_USAGE_STATS_ENABLED"] = "0"
-    return env
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_nodes(address: str, count: int, timeout: float = 90.0) -> None:
-    """Wait until ``count`` nodes are alive, asking from a separate driver process."""
-    import subprocess
-    import sys
-    import time
-
-    code = (
-        "import ray, sys\n"
-        f"ray.init(address={address!r}, logging_level='ERROR')\n"
-        "print(sum(1 for n in ray.nodes() if n['Alive']))\n"
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "ray: starts Ray; runs only in a loopback-only network namespace "
+        "(unshare -n bash -c 'ip link set lo up && pytest')",
     )
-    deadline = time.time() + timeout
-    last = ""
-    while time.time() < deadline:
-        out = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, env=ray_env(), timeout=60
-        )
-        last = out.stdout.strip().splitlines()[-1:] and out.stdout.strip().splitlines()[-1]
-        if out.returncode == 0 and last.isdigit() and int(last) >= count:
-            return
-        time.sleep(2)
-    raise RuntimeError(f"the Ray cluster at {address} did not reach {count} nodes: {last!r}")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("ray") is None:
+        return
+    problem = loopback_only_problem()
+    if problem is not None:
+        if os.environ.get("MOLGNN_REQUIRE_NETNS") == "1":
+            pytest.fail(problem, pytrace=False)
+        pytest.skip(problem)
 
 
 @pytest.fixture
 def ray_cluster():
     """Start Ray nodes on 127.0.0.1: ``start(num_nodes, num_cpus, num_gpus) -> address``."""
-    nodes: list[RayNode] = []
+    clusters: list[Cluster] = []
 
     def start(num_nodes: int = 1, num_cpus: int = 2, num_gpus: int = 0) -> str:
-        port = free_port()
-        nodes.append(RayNode(head_port=port, head=True, num_cpus=num_cpus, num_gpus=num_gpus))
-        address = f"127.0.0.1:{port}"
-        wait_for_nodes(address, 1)
+        cluster = Cluster()
+        clusters.append(cluster)
+        cluster.start_head(num_cpus, num_gpus)
         for _ in range(num_nodes - 1):
-            nodes.append(RayNode(head_port=port, head=False, num_cpus=num_cpus, num_gpus=num_gpus))
-        wait_for_nodes(address, num_nodes)
-        return address
+            cluster.add_worker(num_cpus, num_gpus)
+        return cluster.address
 
     try:
         yield start
     finally:
-        for node in reversed(nodes):  # workers first, then the head
-            node.stop()
+        for cluster in clusters:
+            cluster.stop()

@@ -1,30 +1,25 @@
-"""Real sweeps of tiny trials on Ray: ASHA, failed trials, exports, resuming, a 2-node cluster.
+"""Real sweeps of tiny trials on Ray: ASHA, failed trials, exports, a 2-node cluster.
 
 The trials train the toy backend (a small MLP, see ``tune_toy_backend.py``), so these tests
-check the sweep machinery itself; ``test_tune_molgnn.py`` runs molgnn's own models.
+check the sweep machinery itself; ``test_tune_real_et.py`` and ``test_tune_cluster.py`` run
+molgnn's own models (``test_tune_cluster.py`` also kills nodes and drivers mid-sweep).
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from conftest import TESTS_TUNE, ray_env
+from ray_helpers import LOOPBACK
 from tune_toy_backend import ToyBackend, load_toy_model
 
 from molgnn.tune import BEST_CHECKPOINT, BEST_CONFIG, SweepConfig, parse_space, run_sweep
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(300)]
 
 SPACE = {
     "lr": {"loguniform": [1e-4, 3e-2]},
@@ -46,6 +41,7 @@ def test_local_sweep_stops_early_records_failures_and_exports(tmp_path: Path) ->
         name="toy",
         num_cpus=2,
         seed=3,
+        max_failures=0,  # the NaN trial would fail again on each retry
         verbose=0,
         points_to_evaluate=(
             {"lr": 1e-2, "hidden_channels": 16, "explode": False},
@@ -82,95 +78,18 @@ def test_local_sweep_stops_early_records_failures_and_exports(tmp_path: Path) ->
     for plot in ("optimization_history.png", "param_importances.png"):
         assert (tmp_path / "toy" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    # Trial records: every trial ran on the CPU, with sane wall-clock times.
+    # Trial records: every trial ran on the CPU of the local node, on 127.0.0.1, with sane
+    # wall-clock times.
     assert len(result.records) == 6
     for record in result.records:
         assert record["device"] == "cpu" and record["gpu_ids"] == []
+        assert record["node_ip"] == LOOPBACK
         assert record["start"] < record["end"]
+    assert all(r["runs"] == 1 for r in result.records)
 
     # A second sweep under the same name must be resumed explicitly.
     with pytest.raises(ValueError, match="already exists"):
         run_sweep(config, backend=ToyBackend())
-
-
-def _result_rows(trial_dir: Path) -> list[dict]:
-    path = trial_dir / "result.json"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def test_killed_sweep_resumes_without_rerunning_finished_trials(
-    tmp_path: Path, ray_cluster
-) -> None:
-    address = ray_cluster(num_nodes=1, num_cpus=2)
-    fields = {
-        "model": "toy",
-        "space": {k: v for k, v in SPACE.items() if k != "explode"},
-        "subset": 128,
-        "num_samples": 4,
-        "max_epochs": 3,
-        "grace_period": 3,  # no early stopping: every trial should reach 3 epochs
-        "storage_path": str(tmp_path),
-        "name": "killed",
-        "address": address,
-        "cpus_per_trial": 2,  # one trial at a time
-        "train_overrides": {"sleep_s": 1.0, "explode": False},
-        "verbose": 0,
-    }
-    experiment = tmp_path / "killed"
-    cmd = [sys.executable, str(TESTS_TUNE / "tune_sweep_driver.py")]
-    driver = subprocess.Popen(
-        [*cmd, json.dumps(fields)],
-        env=ray_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    finished_before: dict[str, list[dict]] = {}
-    try:
-        deadline = time.time() + 180
-        while time.time() < deadline and driver.poll() is None:
-            for trial_dir in experiment.glob("trial_*"):
-                rows = _result_rows(trial_dir)
-                if len(rows) == 3:
-                    finished_before[trial_dir.name] = rows
-            if finished_before:
-                time.sleep(2.0)  # let Tune save the experiment state once more
-                break
-            time.sleep(0.5)
-        assert driver.poll() is None, driver.communicate()[0][-3000:]
-        assert finished_before, "no trial finished in time"
-    finally:
-        if driver.poll() is None:
-            os.kill(driver.pid, signal.SIGKILL)  # the sweep is killed, not stopped cleanly
-        driver.wait(timeout=30)
-    assert not (experiment / BEST_CHECKPOINT).exists()
-
-    fields["resume"] = True
-    resumed = subprocess.run(
-        [*cmd, json.dumps(fields)],
-        env=ray_env(),
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    statuses = json.loads(resumed.stdout.split("STATUS", 1)[1].strip().splitlines()[0])
-    assert len(statuses) == 4 and statuses.count("COMPLETED") == 4, resumed.stdout[-3000:]
-    table_trials = json.loads(resumed.stdout.split("TRIALS", 1)[1].strip().splitlines()[0])
-    assert len(table_trials) == 4
-    # A trial that had started but was not yet in the saved experiment state may leave a
-    # folder behind; the finished trials are in the resumed sweep, under their old names.
-    assert set(finished_before) <= set(table_trials)
-    for name, rows in finished_before.items():
-        after = _result_rows(experiment / name)
-        # The finished trial was not rerun: the same three epochs, reported once each.
-        assert [r["epoch"] for r in after] == [1, 2, 3]
-        assert [r["epoch_ended_at"] for r in after] == [r["epoch_ended_at"] for r in rows]
-    for name in table_trials:
-        assert [r["epoch"] for r in _result_rows(experiment / name)][-1] == 3
-    assert (experiment / BEST_CHECKPOINT).is_file()
 
 
 def _overlap(a: dict, b: dict) -> bool:
@@ -206,6 +125,7 @@ def test_two_node_cluster_spreads_and_packs_trials(tmp_path: Path, ray_cluster) 
         for a, b in itertools.combinations(records, 2)
     )
     for record in records:
+        assert record["node_ip"] == LOOPBACK
         assert len(record["gpu_ids"]) == 1  # a 0.5-GPU trial holds one GPU id
         assert record["device"] == "cpu"  # no CUDA here: the trials fell back to the CPU
     # At most two trials at once per declared GPU: check at every trial start.
