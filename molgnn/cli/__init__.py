@@ -51,8 +51,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # the user's input or files: one line, no traceback
         print(f"molgnn {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except ImportError as err:  # an optional extra that is not installed
+        print(
+            f"molgnn {args.command}: error: {err}; install the extra it needs "
+            "(see the README's Extras, e.g. pip install 'molgnn[all]')",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 __all__ = ["add_parser", "write_plots"]
+
+_SPLITS = ("train", "val", "test")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -19,7 +22,7 @@ def add_parser(subparsers: Any) -> None:
         "learning-curve plots (PNG, needs matplotlib: pip install 'molgnn[plot]').",
     )
     p.add_argument("checkpoint")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--split", default="test", choices=_SPLITS)
     p.add_argument("--data-root", help="dataset folder (default: the one used in training)")
     p.add_argument("--out", help="folder for plots and metrics (default: beside the checkpoint)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -65,13 +68,41 @@ def write_plots(result: dict[str, Any], log: list[dict[str, Any]], out: Path) ->
     return written
 
 
+def _check_evaluable(ckpt: Path) -> None:
+    """Refuse, naming ``ckpt``, a checkpoint that does not load or lacks what evaluation reads."""
+    from molgnn.training.checkpoint import load_checkpoint, model_from_checkpoint
+
+    payload = load_checkpoint(ckpt)
+    model_from_checkpoint(payload, source=ckpt)
+    split = (payload.get("data") or {}).get("split")
+    missing = [
+        key
+        for key, present in (
+            ("train_config", isinstance(payload.get("train_config"), dict)),
+            ("data.split", isinstance(split, dict) and all(k in split for k in _SPLITS)),
+            ("target.units", bool((payload.get("target") or {}).get("units"))),
+        )
+        if not present
+    ]
+    if missing:
+        raise ValueError(
+            f"{ckpt} cannot be evaluated: it has no {', '.join(missing)} (evaluation rebuilds "
+            "the training data and split from them)"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``molgnn evaluate``."""
     from molgnn.training import evaluate_checkpoint
     from molgnn.training.logs import read_log
 
     ckpt = Path(args.checkpoint)
-    result = evaluate_checkpoint(ckpt, split=args.split, data_root=args.data_root)
+    try:
+        _check_evaluable(ckpt)
+        result = evaluate_checkpoint(ckpt, split=args.split, data_root=args.data_root)
+    except (ValueError, OSError, ImportError) as err:  # bad input, never a traceback
+        print(f"molgnn evaluate: error: {err}", file=sys.stderr)
+        return 1
     scale, unit = (1000.0, "meV") if result["unit"] == "eV" else (1.0, result["unit"])
     summary = {
         "split": result["split"],

@@ -13,8 +13,8 @@ def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "online",
         help="simulate arriving data and retrain as it grows",
-        description="Stream a QM9 subset in chunks into a versioned store, retrain when the data "
-        "has grown by --growth, and register every model. Safe to kill and re-run.",
+        description="Stream a random QM9 subset in chunks into a versioned store, retrain when "
+        "the data has grown by --growth, and register every model. Safe to kill and re-run.",
     )
     p.add_argument("--store", required=True, help="store folder (SQLite registry + checkpoints)")
     p.add_argument("--model", default="et-small", help="model preset")
@@ -26,7 +26,13 @@ def add_parser(subparsers: Any) -> None:
         help="model config override (repeatable)",
     )
     p.add_argument("--target", default="gap")
-    p.add_argument("--subset", type=int, default=2000, help="molecules in the simulated source")
+    p.add_argument(
+        "--subset",
+        type=int,
+        default=2000,
+        help="molecules in the simulated source, drawn at random from all of QM9",
+    )
+    p.add_argument("--subset-seed", type=int, default=0, help="seed of the --subset draw")
     p.add_argument("--initial", type=int, default=200, help="molecules in the first version")
     p.add_argument("--chunk", type=int, default=100, help="molecules per chunk")
     p.add_argument("--growth", type=float, default=0.25, help="retrain after this relative growth")
@@ -56,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
         overrides[key] = yaml.safe_load(value)
     config = OnlineConfig(
         store=args.store, model=args.model, model_overrides=overrides, target=args.target,
-        subset=args.subset, initial=args.initial, chunk=args.chunk, growth=args.growth,
-        val=args.val, test=args.test, epochs=args.epochs, warm_start=not args.from_scratch,
+        subset=args.subset, subset_seed=args.subset_seed, initial=args.initial, chunk=args.chunk,
+        growth=args.growth, val=args.val, test=args.test, epochs=args.epochs, warm_start=not args.from_scratch,
         seed=args.seed, batch_size=args.batch_size, lr=args.lr, data_root=args.data_root,
         max_chunks=args.max_chunks,
     )  # fmt: skip

@@ -1,12 +1,41 @@
-"""``molgnn predict CKPT FILES...``: predictions as a table or JSON."""
+"""``molgnn predict CKPT FILES...``: predictions as a table or JSON.
+
+Bad input (a missing or malformed file, an unreadable checkpoint, an element the model never
+saw, ...) ends the command with one line on stderr that names it, and exit code 1. Warnings
+(a molecule outside the training data) go to stderr and into each JSON record; molecules
+without a finite prediction get ``null`` and an ``error`` in JSON, and exit code 1.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 __all__ = ["add_parser"]
+
+_NAME_WIDTH = 40
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _distance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a distance in Å, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative distance in Å, got {text}")
+    return value
 
 
 def add_parser(subparsers: Any) -> None:
@@ -15,13 +44,30 @@ def add_parser(subparsers: Any) -> None:
         "predict",
         help="predict with a trained model",
         description="Predict for XYZ files (any number of molecules each) or SMILES strings "
-        "(3D geometry generated with RDKit, extra 'chem').",
+        "(3D geometry generated with RDKit, extra 'chem'). Molecules outside the training "
+        "data get a warning (on stderr and in each JSON record); --strict refuses them.",
     )
     p.add_argument("checkpoint")
     p.add_argument("molecules", nargs="+", help="XYZ files or SMILES strings")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument(
+        "--min-distance",
+        type=_distance,
+        help="refuse atoms closer than this, in Å (default: molgnn.prediction.MIN_DISTANCE, "
+        "0.5; 0 turns the check off)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit with an error instead of predicting a molecule that gets a warning",
+    )
     p.set_defaults(func=run)
+
+
+def _fail(message: str) -> int:
+    print(f"molgnn predict: error: {message}", file=sys.stderr)
+    return 1
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,19 +75,40 @@ def run(args: argparse.Namespace) -> int:
     from molgnn.prediction import predict
     from molgnn.training import load
 
-    model = load(args.checkpoint)
-    result = predict(model, args.molecules, batch_size=args.batch_size)
+    options: dict[str, Any] = {"batch_size": args.batch_size, "strict": args.strict}
+    if args.min_distance is not None:
+        options["min_distance"] = args.min_distance
+    try:
+        model = load(args.checkpoint)
+        result = predict(model, args.molecules, **options)
+    except (ValueError, OSError, ImportError) as err:  # bad input, never a traceback
+        return _fail(str(err))
     records = result.to_records()
+    for r in records:
+        for warning in r["warnings"]:
+            print(f"molgnn predict: warning: {r['name']}: {warning}", file=sys.stderr)
+        if "error" in r:
+            print(f"molgnn predict: error: {r['name']}: {r['error']}", file=sys.stderr)
+    failed = any("error" in r for r in records)
     if args.json:
-        print(json.dumps(records, indent=2))
-        return 0
+        print(json.dumps(records, indent=2, allow_nan=False))
+        return 1 if failed else 0
     keys = result.targets or [f"y{t}" for t in range(result.values.size(1))]
     units = result.units or [""] * len(keys)
-    width = max(8, *(len(r["name"]) for r in records))
+    names = [
+        r["name"] if len(r["name"]) <= _NAME_WIDTH else f"{r['name'][:18]}...{r['name'][-19:]}"
+        for r in records
+    ]
+    width = max(8, *(len(n) for n in names))
     header = "  ".join(f"{k} ({u})".rjust(14) for k, u in zip(keys, units))
     print(f"{'molecule'.ljust(width)}  {header}")
-    for r in records:
-        values = "  ".join(f"{r[k]:14.5f}" for k in keys)
-        note = "  (geometry generated)" if r["generated_geometry"] else ""
-        print(f"{r['name'].ljust(width)}  {values}{note}")
-    return 0
+    for name, r in zip(names, records):
+        values = "  ".join("error".rjust(14) if r[k] is None else f"{r[k]:14.5f}" for k in keys)
+        notes = []
+        if r["generated_geometry"]:
+            notes.append("geometry generated")
+        if r["warnings"]:
+            notes.append(f"{len(r['warnings'])} warning(s)")
+        note = f"  ({', '.join(notes)})" if notes else ""
+        print(f"{name.ljust(width)}  {values}{note}")
+    return 1 if failed else 0

@@ -2,8 +2,11 @@
 
 Actions: ``list`` (all models), ``show ID``, ``best`` (lowest validation MAE),
 ``lineage ID`` (the model and its warm-start ancestors, newest first), ``versions``,
-``manifest VERSION`` (the manifest whose SHA-256 is the version id) and ``verify``
-(consistency check; exit code 1 on problems). ``--json`` prints one JSON object per line.
+``manifest VERSION`` (the manifest whose SHA-256 is the version id), ``verify``
+(consistency check, unregistered checkpoints included; exit code 1 on problems) and ``repair``
+(rebuild a damaged registry from the store's backup and the checkpoints' own records; nothing
+is deleted). ``--json`` prints one JSON object per line. Every action but ``repair`` opens the
+store read-only.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 __all__ = ["add_parser", "run"]
 
-_ACTIONS = ("list", "show", "best", "lineage", "versions", "manifest", "verify")
+_ACTIONS = ("list", "show", "best", "lineage", "versions", "manifest", "verify", "repair")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -53,17 +56,45 @@ def _row(m: Any, sizes: dict[str, int]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``molgnn registry``; returns the exit code."""
-    from pathlib import Path
+    import sqlite3
 
     from molgnn.online import Store
 
-    if not (Path(args.store) / "store.sqlite").is_file():
-        raise FileNotFoundError(f"no online store at {args.store} (no store.sqlite there)")
-    store = Store(args.store)
+    if args.action == "repair":
+        return _repair(args)
+    store = Store(args.store, readonly=True)
     try:
         return _run(store, args)
+    except sqlite3.DatabaseError as err:
+        raise ValueError(
+            f"the online store {args.store} has a damaged database ({err}); run "
+            f"`molgnn registry repair --store {args.store}`"
+        ) from None
     finally:
         store.close()
+
+
+def _repair(args: argparse.Namespace) -> int:
+    from molgnn.online import Store
+
+    for line in Store.repair(args.store):
+        print(line if not args.json else json.dumps({"done": line}))
+    store = Store(args.store, readonly=True)
+    try:
+        problems = store.verify()
+        models = len(store.models())
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"ok": not problems, "problems": problems, "models": models}))
+    else:
+        for problem in problems:
+            print(problem)
+        print(
+            f"repaired: {models} models registered;",
+            "verify ok" if not problems else f"{len(problems)} problem(s) remain",
+        )
+    return 0 if not problems else 1
 
 
 def _run(store: Any, args: argparse.Namespace) -> int:

@@ -15,15 +15,23 @@ __all__ = ["parse_xyz", "read_xyz"]
 _LOWER = {s.lower(): z for s, z in ATOMIC_NUMBERS.items()}
 
 
+def _shown(text: str, limit: int = 60) -> str:
+    """``repr`` of a token or line for a message, cut when long (a binary or garbage file)."""
+    text = text.strip()
+    return (
+        repr(text) if len(text) <= limit else f"{text[: limit - 20]!r}... ({len(text)} characters)"
+    )
+
+
 def _element(token: str, where: str) -> int:
-    if token.isdigit():
+    if token.isascii() and token.isdigit():
         z = int(token)
         if 1 <= z < len(ELEMENT_SYMBOLS):
             return z
         raise ValueError(f"{where}: atomic number {z} is not an element")
     found = _LOWER.get(token.lower())
     if found is None:
-        raise ValueError(f"{where}: unknown element {token!r}")
+        raise ValueError(f"{where}: unknown element {_shown(token)}")
     z = found
     return z
 
@@ -32,7 +40,7 @@ def _float(token: str, where: str) -> float:
     try:
         value = float(token.replace("*^", "e"))
     except ValueError:
-        raise ValueError(f"{where}: cannot read coordinate {token!r} as a number") from None
+        raise ValueError(f"{where}: cannot read coordinate {_shown(token)} as a number") from None
     if not math.isfinite(value):
         raise ValueError(f"{where}: coordinate {token!r} is NaN or infinite")
     return value
@@ -66,17 +74,17 @@ def parse_xyz(text: str, source: str = "<string>", min_distance: float = 1e-3) -
             continue
         count_line = i + 1
         token = lines[i].split()[0]
-        if not token.isdigit():
+        if not (token.isascii() and token.isdigit()):
             where = f"{source}, line {count_line}"
             if molecules:
                 previous = molecules[-1].z.numel()
                 raise ValueError(
                     f"{where}: expected the atom count of a new molecule, found "
-                    f"{lines[i].strip()!r}"
+                    f"{_shown(lines[i])}"
                     f" (the count line of the previous molecule says {previous} atoms, but more"
                     " atom lines follow)"
                 )
-            raise ValueError(f"{where}: expected the number of atoms, found {lines[i].strip()!r}")
+            raise ValueError(f"{where}: expected the number of atoms, found {_shown(lines[i])}")
         n = int(token)
         if n == 0:
             raise ValueError(f"{source}, line {count_line}: empty molecule (0 atoms)")
@@ -95,11 +103,13 @@ def parse_xyz(text: str, source: str = "<string>", min_distance: float = 1e-3) -
             parts = lines[line_no - 1].split()
             where = f"{source}, line {line_no}"
             if len(parts) < 4:
-                if not parts or parts[0].isdigit():
+                if not parts or (parts[0].isascii() and parts[0].isdigit()):
                     raise ValueError(
                         f"{where}: the count line (line {count_line}) says {n} atoms, found {k}"
                     )
-                raise ValueError(f"{where}: expected 'element x y z', found {lines[line_no - 1]!r}")
+                raise ValueError(
+                    f"{where}: expected 'element x y z', found {_shown(lines[line_no - 1])}"
+                )
             z.append(_element(parts[0], where))
             pos.append([_float(t, where) for t in parts[1:4]])
         pos_t = torch.tensor(pos, dtype=torch.float64)
@@ -128,14 +138,21 @@ def read_xyz(path: str | Path) -> Data | list[Data]:
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        ValueError: for malformed content, naming the file and line.
+        ValueError: for a folder, a file that cannot be read or is not UTF-8 text, and
+            malformed content, naming the file and line.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not an XYZ file")
     if not path.is_file():
         raise FileNotFoundError(f"no XYZ file at {path}")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a text file") from None
+        raise ValueError(f"{path}: not a text file (not UTF-8)") from None
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read the file: {err.strerror or err}") from None
+    if "\x00" in text:
+        raise ValueError(f"{path}: not a text file (it holds NUL bytes)")
     molecules = parse_xyz(text, str(path))
     return molecules[0] if len(molecules) == 1 else molecules

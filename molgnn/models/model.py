@@ -95,7 +95,24 @@ class MolecularModel(nn.Module):
             return torch.zeros_like(z, dtype=torch.long)
         if batch.shape != z.shape:
             raise ValueError(f"batch must have shape [{z.numel()}], got {list(batch.shape)}")
-        return batch.long()
+        if batch.is_floating_point() or batch.is_complex() or batch.dtype == torch.bool:
+            raise ValueError(f"batch must hold integer molecule indices, got {batch.dtype}")
+        batch = batch.long()
+        # One output row per index 0..max: an index without atoms would be an extra molecule.
+        # One host sync for both checks (bincount needs non-negative input, hence the clamp).
+        counts = torch.bincount(batch.clamp(min=0))
+        lowest, gaps = torch.stack([batch.min(), (counts == 0).sum()]).tolist()
+        if lowest < 0:
+            raise ValueError(f"batch must not contain negative molecule indices, got {lowest}")
+        if gaps:
+            empty = (counts == 0).nonzero().flatten()[:5].tolist()
+            more = f" and {gaps - 5} more" if gaps > 5 else ""
+            raise ValueError(
+                f"batch must number the molecules 0..B-1 without gaps; molecule index(es) "
+                f"{', '.join(map(str, empty))}{more} have no atoms (renumber, e.g. with "
+                "torch.unique(batch, return_inverse=True))"
+            )
+        return batch
 
     def forward(
         self,

@@ -2,17 +2,105 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-__all__ = ["radius_graph"]
+__all__ = ["NeighborTruncation", "TruncationReport", "radius_graph", "record_truncation"]
 
 # Upper bound on the candidate pairs held in memory at once (about 200 MB of float32 work).
 _MAX_PAIRS_PER_CHUNK = 1 << 23
 # The padded (dense) search is used while padding wastes at most this factor of pair slots.
 _MAX_PADDING_WASTE = 4
+
+
+@dataclass(frozen=True)
+class NeighborTruncation:
+    """Pairs that ``max_num_neighbors`` dropped from one molecule's radius graph.
+
+    Attributes:
+        molecule: The molecule's index in ``batch``.
+        found: Pairs within the radius (self loops included when ``loop=True``).
+        dropped: Pairs left out because a centre had more than ``max_num_neighbors``.
+        most_neighbors: The largest number of pairs any one centre had.
+        max_num_neighbors: The limit in force.
+    """
+
+    molecule: int
+    found: int
+    dropped: int
+    most_neighbors: int
+    max_num_neighbors: int
+
+
+@dataclass
+class TruncationReport:
+    """Every truncated molecule of the radius graphs built inside :func:`record_truncation`.
+
+    Attributes:
+        entries: One :class:`NeighborTruncation` per truncated molecule and graph built.
+    """
+
+    entries: list[NeighborTruncation] = field(default_factory=list)
+
+    def by_molecule(self) -> dict[int, NeighborTruncation]:
+        """The worst truncation of each molecule (most pairs dropped), keyed by its index."""
+        worst: dict[int, NeighborTruncation] = {}
+        for entry in self.entries:
+            seen = worst.get(entry.molecule)
+            if seen is None or entry.dropped > seen.dropped:
+                worst[entry.molecule] = entry
+        return worst
+
+
+_RECORDING: ContextVar[TruncationReport | None] = ContextVar("molgnn_truncation", default=None)
+
+
+@contextlib.contextmanager
+def record_truncation() -> Iterator[TruncationReport]:
+    """Record the molecules whose radius graphs lose pairs to ``max_num_neighbors``.
+
+    :func:`radius_graph` silently keeps the nearest ``max_num_neighbors`` of a crowded atom, as
+    ``torch_cluster`` does; inside this context it also reports what it left out, so that
+    callers such as :func:`molgnn.predict` can flag those molecules. Recording costs a few
+    reductions, and only when a graph is actually truncated. The record is per thread (and per
+    asyncio task).
+
+    Example::
+
+        with record_truncation() as report:
+            model(z, pos, batch)
+        for mol, t in report.by_molecule().items():
+            print(mol, f"{t.dropped} of {t.found} pairs dropped")
+    """
+    report = TruncationReport()
+    token = _RECORDING.set(report)
+    try:
+        yield report
+    finally:
+        _RECORDING.reset(token)
+
+
+def _record(stats: list[Tensor], k: int) -> None:
+    """Add ``[molecule, found, dropped, most]`` rows (``[4, B']`` tensors) to the active report."""
+    report = _RECORDING.get()
+    if report is None or not stats:
+        return
+    rows = torch.cat(stats, dim=1)  # [4, B'] over all pieces
+    merged: dict[int, list[int]] = {}
+    for mol, found, dropped, most in rows.T.tolist():
+        entry = merged.setdefault(int(mol), [0, 0, 0])
+        entry[0] += int(found)
+        entry[1] += int(dropped)
+        entry[2] = max(entry[2], int(most))
+    for mol, (found, dropped, most) in sorted(merged.items()):
+        if dropped:
+            report.entries.append(NeighborTruncation(mol, found, dropped, most, k))
 
 
 def _check_inputs(pos: Tensor, r: float, batch: Tensor | None) -> None:
@@ -74,6 +162,12 @@ def _dense(
     if not loop:
         keep.diagonal(dim1=1, dim2=2).fill_(False)
     if k is not None and width > k and int(keep.sum(-1).max()) > k:
+        if _RECORDING.get() is not None:
+            per_centre = keep.sum(-1)  # [B, M] pairs within the radius
+            molecule = torch.arange(per_centre.size(0), device=pos.device)
+            dropped = (per_centre - k).clamp(min=0).sum(-1)
+            stats = torch.stack([molecule, per_centre.sum(-1), dropped, per_centre.amax(-1)])
+            _record([stats.cpu()], k)
         keep = _truncate(keep, d2, k)
     b, i, j = keep.nonzero(as_tuple=True)  # sorted by molecule, centre, neighbour
     if start is not None:
@@ -95,6 +189,8 @@ def _chunked(pos: Tensor, r2: float, loop: bool, k: int | None, batch: Tensor) -
     atom_start = start[batch]
     cum = torch.cumsum(per_atom, 0)
     pieces: list[Tensor] = []
+    stats: list[Tensor] = []
+    recording = _RECORDING.get() is not None
     chunk_begin = 0
     while chunk_begin < n:
         limit = (cum[chunk_begin - 1] if chunk_begin else 0) + _MAX_PAIRS_PER_CHUNK
@@ -117,6 +213,15 @@ def _chunked(pos: Tensor, r2: float, loop: bool, k: int | None, batch: Tensor) -
         if k is not None and i.numel():
             group_size = torch.bincount(i - chunk_begin, minlength=chunk_end - chunk_begin)
             if int(group_size.max()) > k:
+                if recording:
+                    molecule = batch[chunk_begin:chunk_end]  # [C] molecule of each centre
+                    num = int(molecule.max()) + 1
+                    found = torch.bincount(molecule, group_size, minlength=num)
+                    dropped = torch.bincount(molecule, (group_size - k).clamp(min=0), minlength=num)
+                    most = torch.zeros(num, dtype=torch.long, device=device)
+                    most.scatter_reduce_(0, molecule, group_size, "amax")
+                    ids = torch.arange(num, device=device)
+                    stats.append(torch.stack([ids, found.long(), dropped.long(), most]).cpu())
                 # Rank neighbours of each centre by distance (then index) and keep the first k.
                 by_dist = torch.argsort(d2, stable=True)
                 by_centre = by_dist[torch.argsort(i[by_dist], stable=True)]
@@ -129,6 +234,8 @@ def _chunked(pos: Tensor, r2: float, loop: bool, k: int | None, batch: Tensor) -
                 i, j = i[resort], j[resort]
         pieces.append(torch.stack([j, i]))
         chunk_begin = chunk_end
+    if recording and k is not None:
+        _record(stats, k)
     return torch.cat(pieces, dim=1)
 
 
@@ -145,7 +252,8 @@ def radius_graph(
     the neighbour :math:`j`, ``edge_index[1]`` the centre :math:`i`, and the pair is kept when
     :math:`\lVert \mathbf{r}_j - \mathbf{r}_i \rVert^2 < r^2` (computed in the dtype of ``pos``).
     When an atom has more than ``max_num_neighbors`` neighbours, the nearest are kept (ties go to
-    the lower index), so the result never depends on the order in which pairs were found. Edges
+    the lower index), so the result never depends on the order in which pairs were found; inside
+    :func:`record_truncation`, the molecules that lost pairs are reported. Edges
     are sorted by centre, then by neighbour, and index the atoms in their given order (``batch``
     need not be sorted).
 

@@ -7,12 +7,13 @@ from molgnn.online.loop import (
     run_online,
     train_on_version,
 )
-from molgnn.online.store import ModelRecord, Store
+from molgnn.online.store import DamagedStoreError, ModelRecord, Store
 from molgnn.online.stream import DataStream, molecule_id
 from molgnn.online.triggers import EveryChunkTrigger, GrowthTrigger, RetrainTrigger
 from molgnn.online.versions import DataVersion, molecule_hash, version_id
 
 __all__ = [
+    "DamagedStoreError",
     "DataStream",
     "DataVersion",
     "EveryChunkTrigger",

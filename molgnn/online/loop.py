@@ -6,6 +6,7 @@ import dataclasses
 import math
 import os
 import shutil
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import torch
 from torch_geometric.data import Data, InMemoryDataset
 
-from molgnn.online.store import ModelRecord, Store
+from molgnn.online.store import REGISTRY_RECORD, ModelRecord, Store
 from molgnn.online.stream import DataStream, molecule_id
 from molgnn.online.triggers import GrowthTrigger, RetrainTrigger
 from molgnn.online.versions import DataVersion
@@ -47,7 +48,9 @@ class OnlineConfig:
         model: Model preset (default: ``"et-small"``).
         model_overrides: Changes to the preset's fields.
         target: QM9 target (default: ``"gap"``).
-        subset: QM9 molecules the simulated source holds (default: ``2000``).
+        subset: QM9 molecules the simulated source holds, drawn at random from all of QM9
+            (default: ``2000``).
+        subset_seed: Seed of that draw (default: ``0``).
         initial: Molecules in the first version (default: ``200``).
         chunk: Molecules per later chunk (default: ``100``).
         growth: Retrain when the data has grown by this fraction (default: ``0.25``).
@@ -67,6 +70,7 @@ class OnlineConfig:
     model_overrides: dict[str, Any] = field(default_factory=dict)
     target: str = "gap"
     subset: int = 2000
+    subset_seed: int = 0
     initial: int = 200
     chunk: int = 100
     growth: float = 0.25
@@ -88,6 +92,10 @@ class OnlineConfig:
             raise ValueError(f"growth must be a positive fraction, got {self.growth}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if isinstance(self.subset_seed, bool) or not isinstance(self.subset_seed, int):
+            raise ValueError(f"subset_seed must be an integer, got {self.subset_seed!r}")
+        if self.subset_seed < 0:
+            raise ValueError(f"subset_seed must be non-negative, got {self.subset_seed}")
         if self.max_chunks is not None and self.max_chunks < 0:
             raise ValueError(f"max_chunks must be non-negative, got {self.max_chunks}")
         if self.val + self.test + self.initial > self.subset:
@@ -98,7 +106,8 @@ class OnlineConfig:
 
     def data_settings(self) -> dict[str, Any]:
         """The settings that fix the data; a store refuses to continue with others."""
-        return {k: getattr(self, k) for k in ("target", "subset", "initial", "val", "test", "seed")}
+        names = ("target", "subset", "subset_seed", "initial", "val", "test", "seed")
+        return {k: getattr(self, k) for k in names}
 
 
 def train_on_version(
@@ -171,28 +180,41 @@ def train_on_version(
         final["data_size"] = version.size
         final["train_seconds"] = trainer.elapsed
         final["epochs_run"] = trainer.epoch
+        hyper = {
+            k: v
+            for k, v in dataclasses.asdict(train_config).items()
+            if k not in ("out_dir", "data_root")
+        }
+        registration = dict(
+            parent_model=parent.id if warm and parent is not None else None,
+            warm_start=warm,
+            config=trainer.model.config.to_dict(),
+            hyperparameters=hyper,
+            metrics={k: v for k, v in final.items() if not isinstance(v, dict)},
+        )
+        # What `molgnn registry repair` needs to register this checkpoint again if the
+        # database is lost: everything the registry row holds, plus the data version.
+        record = {
+            **{k: v for k, v in registration.items() if k != "parent_model"},
+            "data_version": dict(version.__dict__),
+            "parent_checkpoint_sha256": parent.checkpoint_sha256 if warm and parent else None,
+            "created": time.time(),
+        }
         tmp_path = Path(work) / "model.ckpt"
-        trainer.save_best(str(tmp_path), final)
+        trainer.save_best(str(tmp_path), final, extra={REGISTRY_RECORD: record})
         digest = file_sha256(tmp_path)
         target = store.root / "models" / f"{digest}.ckpt"
+        store.journal(target)  # before the write, so a crash here leaves a known orphan
         os.replace(tmp_path, target)
         _fsync_dir(target.parent)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
-    hyper = {
-        k: v
-        for k, v in dataclasses.asdict(train_config).items()
-        if k not in ("out_dir", "data_root")
-    }
+        shutil.rmtree(work, ignore_errors=True)  # its journal entry goes with the registration
     return store.register_model(
         data_version=version.id,
         checkpoint=target,
         checkpoint_sha256=digest,
-        parent_model=parent.id if warm and parent is not None else None,
-        warm_start=warm,
-        config=trainer.model.config.to_dict(),
-        hyperparameters=hyper,
-        metrics={k: v for k, v in final.items() if not isinstance(v, dict)},
+        done=[work],
+        **registration,
     )
 
 
@@ -314,7 +336,12 @@ def run_online(
             from molgnn.training.data import default_data_root
 
             root = Path(config.data_root) if config.data_root else default_data_root() / "qm9"
-            source = QM9(str(root.resolve()), target=config.target, limit=config.subset)
+            source = QM9(
+                str(root.resolve()),
+                target=config.target,
+                subset=config.subset,
+                subset_seed=config.subset_seed,
+            )
         stream = _open_stream(store, config, source)
         _loop(store, stream, config, trigger, verbose)
         plot_learning_curve(store, store.root / "learning_curve.png", verbose=verbose)

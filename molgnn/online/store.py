@@ -2,8 +2,18 @@
 
 Every change is one transaction, so a process killed at any moment leaves either the state
 before the change or after it. Checkpoints are written atomically under ``models/`` and named by
-their SHA-256 *before* the registering transaction commits; a checkpoint without a registry row
-is an orphan that :meth:`Store.clean_orphans` removes.
+their SHA-256 *before* the registering transaction commits.
+
+Nothing the user saved is deleted on a guess:
+
+- Every file a run is about to write is first recorded in a journal (a table of the database);
+  :meth:`Store.clean_orphans` removes only journalled files that no model references, so a
+  checkpoint the registry does not know (for example after the database was lost) stays.
+- A folder that holds checkpoints but no usable database is *damaged*, not new: opening it for
+  writing raises :class:`DamagedStoreError` and writes nothing.
+- After every registered model the database is copied, atomically, to ``store.sqlite.backup``;
+  :meth:`Store.repair` restores from it and registers every checkpoint the registry lacks from
+  the record that each checkpoint carries (its data version, config, settings and metrics).
 """
 
 from __future__ import annotations
@@ -12,8 +22,8 @@ import json
 import os
 import shutil
 import sqlite3
-import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,7 +36,12 @@ from torch_geometric.data import Data
 
 from molgnn.online.versions import DataVersion, molecule_hash, version_id
 
-__all__ = ["ModelRecord", "Store"]
+__all__ = ["REGISTRY_RECORD", "DamagedStoreError", "ModelRecord", "Store"]
+
+#: The tables every store database has.
+_TABLES = ("molecules", "versions", "models", "state")
+#: Key of the registry record inside a checkpoint written by the online loop.
+REGISTRY_RECORD = "online_registry"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS molecules (
@@ -61,7 +76,12 @@ CREATE TABLE IF NOT EXISTS models (
     created REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS journal (path TEXT PRIMARY KEY, created REAL NOT NULL);
 """
+
+
+class DamagedStoreError(ValueError):
+    """The store folder holds checkpoints but no usable database (or an unreadable one)."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +131,14 @@ def _encode(data: Data) -> tuple[bytes, bytes, bytes, int]:
     )
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _decode(mol_id: str, z: bytes, pos: bytes, y: bytes, cols: int) -> Data:
     zt = torch.from_numpy(np.frombuffer(z, dtype="<i8").copy())
     pt = torch.from_numpy(np.frombuffer(pos, dtype="<f8").copy()).view(-1, 3).float()
@@ -118,27 +146,92 @@ def _decode(mol_id: str, z: bytes, pos: bytes, y: bytes, cols: int) -> Data:
     return Data(z=zt, pos=pt, y=yt, mol_id=mol_id)
 
 
+def _database_problem(path: Path) -> str | None:
+    """Why ``path`` is not a usable store database (``None`` when it is)."""
+    if not path.exists():
+        return "is missing"
+    if path.stat().st_size == 0:
+        return "is empty"
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+            status = str(db.execute("PRAGMA quick_check").fetchone()[0])
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as err:
+        return f"is not a readable SQLite database ({err})"
+    missing = [t for t in _TABLES if t not in names]
+    if missing:
+        return f"lacks the store's tables ({', '.join(missing)})"
+    if status != "ok":
+        return f"fails SQLite's integrity check ({status})"
+    return None
+
+
 class Store:
     """A folder holding ``store.sqlite`` and ``models/*.ckpt``.
 
     Args:
-        root: The store's folder (created if missing).
+        root: The store's folder (created if missing, unless ``readonly``).
+        readonly: Open the database read-only; the store must exist and be healthy
+            (default: ``False``). The registry's read commands open stores this way.
+
+    Raises:
+        DamagedStoreError: if the folder holds checkpoints but its database is missing, empty,
+            unreadable or lacks the store's tables (nothing is written then; see :meth:`repair`).
+        ValueError: with ``readonly``, if there is no store at ``root``.
     """
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, readonly: bool = False) -> None:
         self.root = Path(root)
+        self.path = self.root / "store.sqlite"
+        self.readonly = readonly
+        problem = _database_problem(self.path)
+        if problem is not None:
+            checkpoints = self.checkpoint_files()
+            if readonly and not checkpoints and problem == "is missing":
+                raise ValueError(f"no online store at {self.root} (no store.sqlite there)")
+            if not checkpoints and problem not in ("is missing", "is empty"):
+                raise DamagedStoreError(
+                    f"{self.path} is not a usable online store database: it {problem}. Nothing "
+                    "was written; move it away or use another --store"
+                )
+            if checkpoints or readonly:
+                raise DamagedStoreError(
+                    f"the online store {self.root} is damaged: {self.path.name} {problem}, but "
+                    f"models/ holds {len(checkpoints)} checkpoint(s). Nothing was written. Run "
+                    f"`molgnn registry repair --store {self.root}` to rebuild the registry from "
+                    "the backup and the checkpoints' own records"
+                )
+        if readonly:
+            self.db = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None
+            )
+            return
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "models").mkdir(exist_ok=True)
-        self.path = self.root / "store.sqlite"
-        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        self.db = self._connect(self.path)
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(path, isolation_level=None, timeout=30)
         try:
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.executescript(_SCHEMA)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as err:
-            self.db.close()
-            raise ValueError(f"{self.path} is not a usable online store database: {err}") from None
+            db.close()
+            raise DamagedStoreError(
+                f"{path} is not a usable online store database: {err}"
+            ) from None
+        return db
+
+    def checkpoint_files(self) -> list[Path]:
+        """The checkpoint files under ``models/``, sorted."""
+        folder = self.root / "models"
+        return sorted(folder.glob("*.ckpt")) if folder.is_dir() else []
 
     def __enter__(self) -> Store:
         return self
@@ -180,8 +273,31 @@ class Store:
             os.close(fd)
 
     def work_dir(self) -> Path:
-        """A fresh scratch folder inside the store, removed by :meth:`clean_orphans` if left."""
-        return Path(tempfile.mkdtemp(prefix=".work-", dir=self.root))
+        """A fresh scratch folder inside the store, journalled first (see :meth:`journal`)."""
+        path = self.root / f".work-{uuid.uuid4().hex}"
+        self.journal(path)
+        path.mkdir()
+        return path
+
+    def journal(self, path: Path) -> None:
+        """Record that this run is about to write ``path`` (before writing it).
+
+        :meth:`clean_orphans` removes only journalled paths that no model references, so a
+        crash between the write and the registration leaves nothing behind, and files the run
+        did not write are never touched.
+        """
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO journal VALUES (?, ?)",
+                (str(path.relative_to(self.root)), time.time()),
+            )
+
+    def journalled(self) -> list[str]:
+        """Paths (relative to the store) that a run recorded before writing them."""
+        tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master")}
+        if "journal" not in tables:  # a store made before the journal existed
+            return []
+        return [row[0] for row in self.db.execute("SELECT path FROM journal ORDER BY path")]
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -335,10 +451,21 @@ class Store:
         config: dict[str, Any],
         hyperparameters: dict[str, Any],
         metrics: dict[str, Any],
+        done: Sequence[Path] = (),
     ) -> ModelRecord:
-        """Register a model whose checkpoint is already in place, in one transaction."""
+        """Register a model whose checkpoint is already in place, in one transaction.
+
+        The checkpoint and the ``done`` paths (for example the run's finished scratch folder)
+        leave the journal in the same transaction, and the database is then backed up (see
+        :meth:`backup`).
+        """
         created = time.time()
+        finished = [checkpoint, *done]
         with self.transaction() as db:
+            db.executemany(
+                "DELETE FROM journal WHERE path = ?",
+                [(str(p.relative_to(self.root)),) for p in finished],
+            )
             cursor = db.execute(
                 "INSERT INTO models (data_version, checkpoint, checkpoint_sha256, parent_model, "
                 "warm_start, config, hyperparameters, val_mae, test_mae, metrics, created) "
@@ -358,7 +485,28 @@ class Store:
                 ),
             )
             model_id = cursor.lastrowid
+        self.backup()
         return self.get_model(int(model_id or 0))
+
+    @property
+    def backup_path(self) -> Path:
+        """Where :meth:`backup` keeps the copy of the database."""
+        return self.root / "store.sqlite.backup"
+
+    def backup(self) -> Path:
+        """Copy the database, consistently and atomically, to :attr:`backup_path`."""
+        tmp = self.root / f".backup-{uuid.uuid4().hex}.sqlite"
+        try:
+            target = sqlite3.connect(tmp)
+            try:
+                self.db.backup(target)
+            finally:
+                target.close()
+            _fsync(tmp)
+            os.replace(tmp, self.backup_path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return self.backup_path
 
     def _record(self, row: tuple[Any, ...]) -> ModelRecord:
         return ModelRecord(
@@ -413,26 +561,30 @@ class Store:
         return chain
 
     def clean_orphans(self) -> list[Path]:
-        """Delete what a killed run left: unregistered checkpoints and scratch folders.
+        """Delete what a killed run left: journalled files that no model references.
 
-        Call it only while holding :meth:`lock` (another running loop's files would look
-        like orphans).
+        Only paths recorded by :meth:`journal` (or :meth:`work_dir`) before they were written
+        are candidates, so checkpoints the registry does not know for another reason (a lost
+        database, files copied in by hand) are never deleted; :meth:`verify` reports them.
+        Call it only while holding :meth:`lock`.
 
         Returns:
             The paths removed.
         """
-        referenced = {self.root / m.checkpoint for m in self.models()}
+        referenced = {m.checkpoint for m in self.models()}
+        journalled = self.journalled()
         removed = []
-        for path in sorted((self.root / "models").iterdir()):
-            if path not in referenced:
+        for relative in journalled:
+            path = self.root / relative
+            if relative not in referenced and path.exists():
                 if path.is_dir():
                     shutil.rmtree(path)
                 else:
                     path.unlink()
                 removed.append(path)
-        for path in sorted(self.root.glob(".work-*")):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
+        if journalled:
+            with self.transaction() as db:
+                db.executemany("DELETE FROM journal WHERE path = ?", [(p,) for p in journalled])
         return removed
 
     def manifest_text(self, version: DataVersion) -> str:
@@ -448,8 +600,10 @@ class Store:
 
         Checks SQLite's ``integrity_check``, that versions form one chain (``seq`` 0, 1, ...,
         each the parent of the next, growing in size), that each version id is the hash of its
-        manifest, that every model's data version exists and, with ``checkpoints``, that every
-        registered checkpoint exists and has the registered SHA-256.
+        manifest, that every model's data version exists, that every checkpoint under
+        ``models/`` is registered (or journalled by an interrupted run, which the next run
+        removes) and, with ``checkpoints``, that every registered checkpoint exists and has the
+        registered SHA-256.
         """
         from molgnn.training.checkpoint import file_sha256
 
@@ -490,8 +644,118 @@ class Store:
                     problems.append(f"model {model.id}: checkpoint {path} is missing")
                 elif file_sha256(path) != model.checkpoint_sha256:
                     problems.append(f"model {model.id}: checkpoint {path} has another SHA-256")
+        referenced = {self.root / m.checkpoint for m in self.models()}
+        pending = {self.root / p for p in self.journalled()}  # an interrupted run's, cleaned next
+        for path in self.checkpoint_files():
+            if path not in referenced and path not in pending:
+                problems.append(
+                    f"checkpoint {path} is not registered (run `molgnn registry repair --store "
+                    f"{self.root}` to register it from its own record)"
+                )
         return problems
 
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check`` (``"ok"`` when healthy)."""
         return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])
+
+    # -- repair ---------------------------------------------------------------------------------
+    @classmethod
+    def repair(cls, root: str | Path) -> list[str]:
+        """Rebuild a damaged store's registry without losing anything; returns what was done.
+
+        1. A database that is missing, empty, unreadable or without the store's tables is
+           moved aside (``store.sqlite.damaged-<time>``, never deleted) and replaced by the
+           backup that :meth:`backup` keeps, when that backup is healthy, or else by an empty
+           database.
+        2. Every checkpoint under ``models/`` that no model references is registered from the
+           record the online loop writes into it (data version, parent, config, settings,
+           metrics), oldest first. A data version that only a checkpoint knows is recreated
+           without its molecules, which :meth:`verify` then reports.
+
+        Checkpoints without such a record are left in place and reported.
+
+        Raises:
+            ValueError: if ``root`` holds no store, or another process is writing to it.
+        """
+        root = Path(root)
+        path = root / "store.sqlite"
+        if not path.exists() and not (root / "models").is_dir():
+            raise ValueError(f"no online store at {root} (neither store.sqlite nor models/)")
+        done: list[str] = []
+        problem = _database_problem(path)
+        if problem is not None:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            for suffix in ("", "-wal", "-shm"):
+                part = root / f"store.sqlite{suffix}"
+                if part.exists():
+                    aside = root / f"store.sqlite.damaged-{stamp}{suffix}"
+                    os.replace(part, aside)
+                    if not suffix:
+                        done.append(f"moved the damaged database ({problem}) aside to {aside.name}")
+            backup = root / "store.sqlite.backup"
+            if backup.exists() and _database_problem(backup) is None:
+                tmp = root / f".restore-{uuid.uuid4().hex}.sqlite"
+                shutil.copyfile(backup, tmp)
+                _fsync(tmp)
+                os.replace(tmp, path)
+                done.append(f"restored the database from {backup.name}")
+            else:
+                cls._connect(path).close()
+                done.append("created an empty database (no healthy backup to restore)")
+        store = cls(root)
+        try:
+            with store.lock():
+                done += store._register_unknown_checkpoints()
+        finally:
+            store.close()
+        return done
+
+    def _register_unknown_checkpoints(self) -> list[str]:
+        from molgnn.training.checkpoint import file_sha256, load_checkpoint
+
+        known = {self.root / m.checkpoint for m in self.models()}
+        found = []
+        done = []
+        for path in self.checkpoint_files():
+            if path in known:
+                continue
+            try:
+                record = load_checkpoint(path).get(REGISTRY_RECORD)
+            except ValueError as err:
+                done.append(f"left {path.name} in place: it does not load ({err})")
+                continue
+            if not isinstance(record, dict):
+                done.append(f"left {path.name} in place: it carries no online-registry record")
+                continue
+            found.append((float(record.get("created", 0.0)), path, record))
+        for _, path, record in sorted(found, key=lambda item: item[0]):
+            version = DataVersion(**record["data_version"])
+            if not self.db.execute("SELECT 1 FROM versions WHERE id = ?", (version.id,)).fetchone():
+                with self.transaction() as db:
+                    db.execute(
+                        "INSERT INTO versions VALUES (?, ?, ?, ?, ?)",
+                        (version.id, version.parent, version.size, version.seq, version.created),
+                    )
+                done.append(
+                    f"recreated data version {version.id[:12]} from {path.name} "
+                    "(its molecules were lost with the database)"
+                )
+            parent_sha = record.get("parent_checkpoint_sha256")
+            parent = None
+            if parent_sha is not None:
+                row = self.db.execute(
+                    "SELECT id FROM models WHERE checkpoint_sha256 = ?", (parent_sha,)
+                ).fetchone()
+                parent = int(row[0]) if row else None
+            model = self.register_model(
+                data_version=version.id,
+                checkpoint=path,
+                checkpoint_sha256=file_sha256(path),
+                parent_model=parent,
+                warm_start=bool(record.get("warm_start", False)),
+                config=record["config"],
+                hyperparameters=record["hyperparameters"],
+                metrics=record["metrics"],
+            )
+            done.append(f"registered {path.name} as model {model.id}")
+        return done

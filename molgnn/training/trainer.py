@@ -20,7 +20,7 @@ from molgnn.data.keys import atom_reference, get_target
 from molgnn.training.allocator import tune_malloc
 from molgnn.training.checkpoint import load_checkpoint, save_checkpoint
 from molgnn.training.config import TrainConfig
-from molgnn.training.data import Splits, load_dataset, make_splits
+from molgnn.training.data import Splits, dataset_from_checkpoint, load_dataset, make_splits
 from molgnn.training.ema import WeightEMA
 from molgnn.training.losses import get_loss
 from molgnn.training.schedule import WarmupPlateauSchedule
@@ -359,13 +359,30 @@ class Trainer:
             "data": {
                 "dataset": type(self.dataset).__name__,
                 "subset": self.config.subset,
+                "subset_seed": self.config.subset_seed,
+                # QM9 ids in dataset order, so the run's molecules can be rebuilt exactly
+                # (molgnn.training.data.dataset_from_checkpoint); None for datasets without them.
+                "molecule_ids": self._molecule_ids(),
                 "split": self.splits.to_dict(),
                 "version": getattr(self.dataset, "version", None),
                 "elements": self._elements(),
+                # Atoms of the largest training molecule: molgnn.predict warns beyond it. Read
+                # from the collated sizes of an in-memory dataset, else molecule by molecule.
+                "max_atoms": int(
+                    torch.diff(self.dataset.slices["z"])[
+                        torch.as_tensor(list(self.dataset.indices()))[self.splits.train]
+                    ].max()
+                    if "z" in (getattr(self.dataset, "slices", None) or {})
+                    else max(int(self.dataset[i].z.numel()) for i in self.splits.train.tolist())
+                ),
             },
             "metrics": metrics,
             "train_config": self.config.to_dict(),
         }
+
+    def _molecule_ids(self) -> Tensor | None:
+        ids = getattr(self.dataset, "molecule_ids", None)
+        return None if ids is None else torch.as_tensor(np.asarray(ids), dtype=torch.long)
 
     def _elements(self) -> list[int]:
         """Elements present in the training data (prediction refuses others)."""
@@ -398,9 +415,19 @@ class Trainer:
             }
         save_checkpoint(payload, path)
 
-    def save_best(self, path: str | Path, metrics: dict[str, Any]) -> None:
-        """Write the best weights (no training state) with ``metrics``."""
-        save_checkpoint(self._model_payload(self.best_state, metrics), path)
+    def save_best(
+        self, path: str | Path, metrics: dict[str, Any], extra: dict[str, Any] | None = None
+    ) -> None:
+        """Write the best weights (no training state) with ``metrics``.
+
+        ``extra`` adds top-level keys (for example the online registry's record of the model);
+        it may not replace the checkpoint's own keys.
+        """
+        payload = self._model_payload(self.best_state, metrics)
+        clash = sorted(set(extra or {}) & set(payload))
+        if clash:
+            raise ValueError(f"extra checkpoint keys {clash} would replace the checkpoint's own")
+        save_checkpoint({**payload, **(extra or {})}, path)
 
     def load(self, path: str | Path) -> None:
         """Restore, in place, the state :meth:`save` wrote (weights, optimiser, schedule, EMA,
@@ -434,6 +461,8 @@ class Trainer:
         config = TrainConfig.from_dict(payload["train_config"])
         split = payload["data"]["split"]
         splits = Splits(split["train"], split["val"], split["test"])
+        if dataset is None:
+            dataset = dataset_from_checkpoint(payload)
         trainer = cls(config, dataset=dataset, splits=splits, progress=progress)
         trainer.load(path)
         return trainer

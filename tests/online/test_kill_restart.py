@@ -47,8 +47,10 @@ def test_sigkill_at_every_kind_of_moment_then_restart(tmp_path):
     root = tmp_path / "store"
     # Per process, counted from its start. In order, these kill: the hold-out transaction; the
     # first registration (after its checkpoint is in place); right after a checkpoint's rename;
-    # mid-training; an ingest transaction; a registration again.
-    kills = ["commit:2", "commit:3", "checkpoint:1", "epoch:2", "commit:3", "commit:2"]
+    # mid-training; an ingest transaction; a registration again. (Each round also commits two
+    # journal entries, for its scratch folder and its checkpoint, before writing them; a
+    # restart after a kill commits once more to clear the journal.)
+    kills = ["commit:2", "commit:5", "checkpoint:1", "epoch:2", "commit:6", "commit:4"]
     progress = []
     for kill in kills:
         result = run_worker(root, kill)

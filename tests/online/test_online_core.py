@@ -159,10 +159,20 @@ def test_registry_lineage_best_and_orphans(tmp_path):
     assert [m.id for m in store.lineage(ids[2])] == [ids[2], ids[1], ids[0]]
     assert store.best_model().id == ids[1]
     assert store.get_model(ids[0]).data_version == v.id
+    # Only what a run journalled before writing it is an orphan; a file the store did not
+    # write itself (copied in by hand, or a checkpoint whose row was lost) is never deleted.
     orphan = tmp_path / "s" / "models" / "orphan.ckpt"
+    store.journal(orphan)
     orphan.write_bytes(b"y")
+    stranger = tmp_path / "s" / "models" / "stranger.ckpt"
+    stranger.write_bytes(b"z")
     assert store.clean_orphans() == [orphan]
-    assert len(list((tmp_path / "s" / "models").iterdir())) == 3
+    assert store.journalled() == []
+    assert sorted(p.name for p in (tmp_path / "s" / "models").iterdir()) == [
+        "0.ckpt", "1.ckpt", "2.ckpt", "stranger.ckpt"
+    ]  # fmt: skip
+    assert any("stranger.ckpt is not registered" in p for p in store.verify(checkpoints=False))
+    stranger.unlink()
     with pytest.raises(sqlite3.IntegrityError):
         store.register_model(
             "missing-version", orphan.with_name("0.ckpt"), "s", None, False, {}, {}, {}
