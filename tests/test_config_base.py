@@ -131,3 +131,13 @@ def test_the_cli_reports_config_errors_in_one_line(capsys, argv, message):
     out, err = capsys.readouterr()
     assert message in err and "Traceback" not in out + err
     assert err.startswith("molgnn train: error:") and err.count("\n") == 1
+
+
+def test_online_config_is_typed():
+    from molgnn.online import OnlineConfig
+
+    assert OnlineConfig(store="s", growth=1).growth == 1.0
+    with pytest.raises(ValueError, match=r"epochs: expected an integer, got 1.7"):
+        OnlineConfig(store="s", epochs=1.7)
+    with pytest.raises(ValueError, match=r"warm_start: expected true or false, got 'yes'"):
+        OnlineConfig(store="s", warm_start="yes")

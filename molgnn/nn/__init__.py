@@ -19,7 +19,7 @@ from molgnn.nn.mlp import MLP
 from molgnn.nn.pool import POOLS, GlobalPool
 from molgnn.nn.prior import Atomref
 from molgnn.nn.radial import RBFS, CosineCutoff, ExpNormalSmearing, GaussianSmearing
-from molgnn.nn.radius import radius_graph
+from molgnn.nn.radius import radius_graph, record_truncation
 from molgnn.nn.reduce import REDUCE_OPS, reduce_atoms, scatter_mean_with_zero
 from molgnn.nn.scatter import scatter_max, scatter_mean, scatter_sum
 
@@ -48,6 +48,7 @@ __all__ = [
     "ShiftedSoftplus",
     "eager_hot_path",
     "radius_graph",
+    "record_truncation",
     "reduce_atoms",
     "safe_norm",
     "scatter_max",

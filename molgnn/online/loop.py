@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch_geometric.data import Data, InMemoryDataset
 
+from molgnn.config import Config
 from molgnn.online.store import REGISTRY_RECORD, ModelRecord, Store
 from molgnn.online.stream import DataStream, molecule_id
 from molgnn.online.triggers import GrowthTrigger, RetrainTrigger
@@ -40,8 +41,8 @@ class ListDataset(InMemoryDataset):
 
 
 @dataclass(frozen=True)
-class OnlineConfig:
-    """Settings of ``molgnn online``.
+class OnlineConfig(Config):
+    """Settings of ``molgnn online``, checked by type like every config (:mod:`molgnn.config`).
 
     Args:
         store: The store's folder.
@@ -85,6 +86,7 @@ class OnlineConfig:
     max_chunks: int | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("initial", "chunk", "val", "test", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -92,8 +94,6 @@ class OnlineConfig:
             raise ValueError(f"growth must be a positive fraction, got {self.growth}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
-        if isinstance(self.subset_seed, bool) or not isinstance(self.subset_seed, int):
-            raise ValueError(f"subset_seed must be an integer, got {self.subset_seed!r}")
         if self.subset_seed < 0:
             raise ValueError(f"subset_seed must be non-negative, got {self.subset_seed}")
         if self.max_chunks is not None and self.max_chunks < 0:
