@@ -7,10 +7,12 @@ name), so that the session's auth token is made once.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -192,6 +194,34 @@ class RayNode:
             if words and words[0].endswith("/raylet") and any(w.startswith(marker) for w in words):
                 return int(entry.name)
         raise RuntimeError(f"no raylet runs under {self.temp_dir}:\n{self.output()[-3000:]}")
+
+    def kill_raylet_and_workers(self) -> list[int]:
+        """SIGKILL this node's raylet and every process under it (its trial workers), as when
+        the machine is lost. Returns the PIDs killed.
+
+        Killing the raylet alone leaves its worker processes running until they notice, and a
+        short trial can finish in that time, so the node's workers go with it.
+        """
+        raylet = self.raylet_pid()
+        children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+        victims, todo = [], [raylet]
+        while todo:
+            pid = todo.pop()
+            victims.append(pid)
+            todo.extend(children.get(pid, []))
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return victims
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -283,7 +283,7 @@ def test_trials_of_a_lost_node_continue_from_their_checkpoints(cluster: Cluster,
                     victim = trial_dir.name
             time.sleep(0.1)
         assert victim is not None, "no trial ran on the worker node in time"
-        os.kill(worker.raylet_pid(), signal.SIGKILL)
+        assert len(worker.kill_raylet_and_workers()) > 1  # the raylet and its trial worker
         stdout, _ = driver.communicate(timeout=200)
     finally:
         if driver.poll() is None:
