@@ -2,8 +2,9 @@
 """Test MAE (meV) of the HOMO-LUMO gap reached under a fixed wall-clock training budget.
 
 Trains molgnn's small ET and the pooled GNN (and, with ``--compare``, torchmd-net 3.x's ET of the
-same size) with one shared loop: same QM9 subset and split, same batches, AdamW, MSE on
-standardised targets, for ``--budget`` seconds each; then reports the test MAE. The subset is
+same size) with one shared loop: same QM9 subset and split, same batches, the benchmarks' one
+optimiser (AdamW, fused where torch can; ``benchmarks/_harness``), MSE on standardised targets,
+for ``--budget`` seconds each; then reports the test MAE. The subset is
 ``--subset`` molecules drawn uniformly at random from all of QM9 (seed ``--seed``).
 
     python benchmarks/accuracy_budget.py --budget 120 --subset 5000 --compare
@@ -17,63 +18,46 @@ Prints a table and writes JSON (default: benchmarks/results/accuracy_budget.json
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from _harness import (
+    RESULTS_DIR,
+    count_parameters,
+    machine_meta,
+    make_optimizer,
+    model_output,
+    open_qm9,
+    torchmdnet_et,
+    write_result,
+)
 from torch_geometric.loader import DataLoader
 
+from molgnn.data import split_indices
+
 SMALL = {"hidden_channels": 128, "num_layers": 4, "num_heads": 8, "num_rbf": 32}
+DEFAULT_OUT = RESULTS_DIR / "accuracy_budget.json"
 
 
 def build(name: str, sizes: dict[str, int]) -> torch.nn.Module:
     """Model ``name``; ``sizes`` overrides fields of :data:`SMALL` (the pooled GNN takes
     ``hidden_channels`` and ``num_layers`` from it, its preset's values otherwise)."""
-    if name == "molgnn-et-small":
-        from molgnn.models import build_model
+    from molgnn.models import build_model
 
+    if name == "molgnn-et-small":
         return build_model("et-small", **sizes)
     if name == "molgnn-pooled":
-        from molgnn.models import build_model
-
         pooled = {k: v for k, v in sizes.items() if k in ("hidden_channels", "num_layers")}
         return build_model("pooled", **pooled)
-    from torchmdnet.models.model import create_model
-
-    et = {**SMALL, **sizes}
-    return create_model(
-        dict(
-            model="equivariant-transformer",
-            embedding_dimension=et["hidden_channels"],
-            num_layers=et["num_layers"],
-            num_rbf=et["num_rbf"],
-            rbf_type="expnorm",
-            trainable_rbf=False,
-            activation="silu",
-            attn_activation="silu",
-            neighbor_embedding=True,
-            num_heads=et["num_heads"],
-            distance_influence="both",
-            cutoff_lower=0.0,
-            cutoff_upper=5.0,
-            max_z=100,
-            max_num_neighbors=64,
-            vector_cutoff=True,
-            output_model="Scalar",
-            reduce_op="sum",
-            prior_model=None,
-            derivative=False,
-            atom_filter=-1,
-            precision=32,
-        )
-    )
+    if name == "torchmd-net-et-small":
+        return torchmdnet_et(**{**SMALL, **sizes})
+    raise ValueError(f"unknown model {name!r}")
 
 
 def predict(model: torch.nn.Module, batch: Any) -> torch.Tensor:
-    out = model(batch.z, batch.pos, batch.batch)
-    return out[0] if isinstance(out, tuple) else out
+    return model_output(model(batch.z, batch.pos, batch.batch))
 
 
 def run(
@@ -91,7 +75,7 @@ def run(
     train_idx, _, test_idx = split
     y_train = data._data.y[train_idx]
     mean, std = y_train.mean(), y_train.std()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    opt = make_optimizer(model, lr=lr)
     gen = torch.Generator().manual_seed(seed)
     loader = DataLoader(data[train_idx], batch_size=batch_size, shuffle=True, generator=gen)
     steps, start = 0, time.perf_counter()
@@ -113,7 +97,7 @@ def run(
     mae = torch.cat(errors).mean().item() * 1000
     return {
         "model": name,
-        "params": sum(q.numel() for q in model.parameters()),
+        "params": count_parameters(model),
         "test_mae_mev": mae,
         "steps": steps,
         "molecules_seen": steps * batch_size,
@@ -134,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0, help="subset, weights and batches (default: 0)")
     p.add_argument("--compare", action="store_true", help="also train torchmd-net 3.x's ET")
-    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "accuracy_budget.json"))
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON (default: {DEFAULT_OUT})")
     args = p.parse_args(argv)
     if not args.budget > 0:
         p.error(f"--budget must be positive seconds, got {args.budget}")
@@ -145,15 +129,8 @@ def main(argv: list[str] | None = None) -> None:
         if value < 1:
             p.error(f"--{field.replace('_', '-')} must be positive, got {value}")
     torch.set_num_threads(args.threads)
-    from molgnn.data import QM9, split_indices
-
-    if args.root is None:
-        from molgnn.training.data import default_data_root
-
-        args.root = default_data_root() / "qm9"
-    data = QM9(
-        str(args.root), target="gap", subset=args.subset, subset_seed=args.seed, progress=False
-    )
+    meta = machine_meta("cpu")
+    data = open_qm9(args.root, subset=args.subset, seed=args.seed)
     split = tuple(torch.as_tensor(s) for s in split_indices(len(data), 0.8, 0.1, seed=1))
     if min(len(s) for s in split) < 1:
         p.error(f"--subset {args.subset} is too small for an 80/10/10 split")
@@ -169,22 +146,18 @@ def main(argv: list[str] | None = None) -> None:
             f"({row['molecules_seen']} molecules) in {args.budget:g} s",
             flush=True,
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "budget_s": args.budget,
-                "subset": args.subset,
-                "seed": args.seed,
-                "threads": args.threads,
-                "sizes": {**SMALL, **sizes},
-                "rows": rows,
-            },
-            indent=2,
-        )
+    write_result(
+        args.out,
+        "accuracy_budget",
+        {**meta, "batch_size": args.batch_size, "lr": args.lr, "molecules": f"QM9 at {data.root}"},
+        budget_s=args.budget,
+        subset=args.subset,
+        seed=args.seed,
+        threads=args.threads,
+        sizes={**SMALL, **sizes},
+        rows=rows,
     )
-    print(f"wrote {out}")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -13,10 +13,11 @@ torchmd-net 3.x, on the same random QM9 molecules, configuration and thread coun
     python benchmarks/et_throughput.py --configs small paper --molecules mols.pt --compare \\
         --device cuda --amp bf16
 
-A training step is forward + MSE loss + backward + AdamW (torch's fused kernel, in every row);
-inference is a forward pass in eval mode under ``torch.no_grad``. Each row runs ``--warmup``
-untimed steps, then ``--repeats`` timed runs of ``--steps`` batches, and reports the median (all
-repeats are kept in the JSON).
+Every row is timed by the benchmarks' shared harness (``benchmarks/_harness``), as in
+``gnn_throughput.py``: a training step is forward + MSE loss + backward + AdamW (torch's fused
+kernel wherever torch has one, in every row); inference is a forward pass in eval mode under
+``torch.no_grad``. Each row runs ``--warmup`` untimed steps, then ``--repeats`` timed runs of
+``--steps`` batches, and reports the median (all repeats are kept in the JSON).
 
 Rows (one per implementation and variant) each run in a fresh worker process (this script,
 re-invoked with a hidden ``--worker`` argument), so that memory is measured per row: the peak RSS
@@ -47,14 +48,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import importlib.util
 import json
-import math
 import os
-import platform
-import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,6 +61,35 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _harness import (
+    CUTOFF,
+    MAX_NUM_NEIGHBORS,
+    RESULTS_DIR,
+    Batch,
+    Column,
+    StoredBatch,
+    Timing,
+    draw_batches,
+    format_cell,
+    load_molecules,
+    log,
+    machine_meta,
+    measure_throughput,
+    memory_mb,
+    memory_note,
+    model_output,
+    open_qm9,
+    package_version,
+    peak_memory_mb,
+    print_table,
+    reset_peak_memory,
+    save_molecules,
+    sync,
+    to_device,
+    torchmdnet_et,
+    write_json,
+    write_result,
+)
 from torch import Tensor
 
 CONFIGS: dict[str, dict[str, int]] = {
@@ -91,117 +116,25 @@ CONFIGS: dict[str, dict[str, int]] = {
         "batch_size": 4,
     },
 }
-CUTOFF = 5.0
-MAX_NUM_NEIGHBORS = 64
 #: Outputs match when max |y - y_torchmdnet| <= REL_TOL * max(1, max |y_torchmdnet|).
 REL_TOL = 1e-4
-MOLECULES_FORMAT = "molgnn-et-throughput-molecules/1"
 TORCHMDNET = "torchmd-net"
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "et_throughput.json"
-
-#: (z [N] int64, pos [N, 3] float32, batch [N] int64, y [B, 1] float32)
-Batch = tuple[Tensor, Tensor, Tensor, Tensor]
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-# ----------------------------------------------------------------------------- molecules
-
-
-def draw_batches(ds: Any, count: int, batch_size: int, seed: int) -> list[dict[str, Tensor]]:
-    """``count`` batches of ``batch_size`` random molecules of ``ds``, stored compactly."""
-    from torch_geometric.data import Batch as PygBatch
-
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(count):
-        idx = torch.randint(len(ds), (batch_size,), generator=gen).tolist()
-        b = PygBatch.from_data_list([ds[i] for i in idx])
-        out.append(
-            {
-                "z": b.z.to(torch.int8),
-                "pos": b.pos.to(torch.float32),
-                "batch": b.batch.to(torch.int32),
-                "y": b.y.to(torch.float32).reshape(batch_size, -1)[:, :1],
-            }
-        )
-    return out
-
-
-def unpack(b: dict[str, Tensor], device: torch.device) -> Batch:
-    return (
-        b["z"].to(device, torch.long),
-        b["pos"].to(device, torch.float32),
-        b["batch"].to(device, torch.long),
-        b["y"].to(device, torch.float32),
-    )
-
-
-def save_molecules(path: Path, molecules: dict[str, dict[str, Any]], seed: int) -> None:
-    payload = {"format": MOLECULES_FORMAT, "seed": seed, "configs": molecules}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
-def load_molecules(path: Path, name: str, batch_size: int, count: int) -> list[dict[str, Tensor]]:
-    """The first ``count`` batches of config ``name`` from a ``--save-molecules`` file."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != MOLECULES_FORMAT:
-        raise SystemExit(f"{path} is not a molecules file written by --save-molecules")
-    entry = payload["configs"].get(name)
-    if entry is None:
-        raise SystemExit(
-            f"{path} has no batches for config {name!r} (has {list(payload['configs'])})"
-        )
-    if entry["batch_size"] != batch_size:
-        raise SystemExit(
-            f"{path}: config {name!r} was saved with batch size {entry['batch_size']}, "
-            f"this run needs {batch_size}"
-        )
-    if len(entry["batches"]) < count:
-        raise SystemExit(
-            f"{path}: config {name!r} holds {len(entry['batches'])} batches, this run needs "
-            f"{count} (--warmup + --steps); save it again with these options"
-        )
-    return list(entry["batches"][:count])
+DEFAULT_OUT = RESULTS_DIR / "et_throughput.json"
+SETTINGS = ("threads", "steps", "warmup", "repeats", "seed", "amp", "tune_malloc")
 
 
 # ----------------------------------------------------------------------------- models
 
 
-def torchmdnet_args(cfg: dict[str, int]) -> dict[str, Any]:
-    return dict(
-        model="equivariant-transformer", embedding_dimension=cfg["hidden_channels"],
-        num_layers=cfg["num_layers"], num_rbf=cfg["num_rbf"], rbf_type="expnorm",
-        trainable_rbf=False, activation="silu", attn_activation="silu", neighbor_embedding=True,
-        num_heads=cfg["num_heads"], distance_influence="both", cutoff_lower=0.0,
-        cutoff_upper=CUTOFF, max_z=100, max_num_neighbors=MAX_NUM_NEIGHBORS, vector_cutoff=True,
-        output_model="Scalar", reduce_op="sum", prior_model=None, derivative=False,
-        atom_filter=-1, precision=32,
-    )  # fmt: skip
-
-
 def build(impl: str, cfg: dict[str, int]) -> torch.nn.Module:
     """A freshly initialised model (seed it first) of ``impl`` in configuration ``cfg``."""
+    sizes = {k: cfg[k] for k in ("hidden_channels", "num_layers", "num_heads", "num_rbf")}
     if impl == TORCHMDNET:
-        from torchmdnet.models.model import create_model
-
-        return create_model(torchmdnet_args(cfg))
+        return torchmdnet_et(**sizes)
     from molgnn.models import build_model
 
     if impl == "molgnn-et":
-        return build_model(
-            "et-qm9",
-            hidden_channels=cfg["hidden_channels"],
-            num_layers=cfg["num_layers"],
-            num_heads=cfg["num_heads"],
-            num_rbf=cfg["num_rbf"],
-            max_num_neighbors=MAX_NUM_NEIGHBORS,
-        )
+        return build_model("et-qm9", **sizes, max_num_neighbors=MAX_NUM_NEIGHBORS)
     if impl == "molgnn-pooled":
         return build_model(
             "pooled", hidden_channels=cfg["hidden_channels"], num_layers=cfg["num_layers"]
@@ -209,14 +142,14 @@ def build(impl: str, cfg: dict[str, int]) -> torch.nn.Module:
     raise ValueError(f"unknown implementation {impl!r}")
 
 
-def reference(cfg: dict[str, int], seed: int, first: dict[str, Tensor]) -> dict[str, Any]:
+def reference(cfg: dict[str, int], seed: int, first: StoredBatch) -> dict[str, Any]:
     """torchmd-net's weights, the same weights converted to molgnn, and its output on ``first``."""
     from molgnn.interop import from_torchmdnet
 
     torch.manual_seed(seed)
     tmdn = build(TORCHMDNET, cfg).eval()
     converted = from_torchmdnet(tmdn)
-    z, pos, batch, _ = unpack(first, torch.device("cpu"))
+    z, pos, batch, _ = to_device(first, "cpu")
     with torch.no_grad():
         y = tmdn(z, pos, batch)[0]
     return {
@@ -225,37 +158,6 @@ def reference(cfg: dict[str, int], seed: int, first: dict[str, Tensor]) -> dict[
         "molgnn_state": converted.state_dict(),
         "reference": y.detach().clone(),
     }
-
-
-# ----------------------------------------------------------------------------- worker
-
-
-def _proc_status_mb(field: str) -> float | None:
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return None
-
-
-def rss_mb() -> float:
-    """Current resident set size in MB (Linux), else the peak so far."""
-    current = _proc_status_mb("VmRSS")
-    return peak_rss_mb() if current is None else current
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident set size in MB.
-
-    On Linux this is ``VmHWM``, the high-water mark of the process's own memory: ``ru_maxrss``
-    survives ``execve`` (the kernel keeps the larger of the old and new image's peaks), so in a
-    worker started by a parent that already holds torch it would report the parent's peak.
-    """
-    hwm = _proc_status_mb("VmHWM")
-    if hwm is not None:
-        return hwm
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kb / 1024 / (1024 if sys.platform == "darwin" else 1)
 
 
 def cached_edges(pos: Tensor, batch: Tensor, cutoff: float, max_neighbors: int) -> Tensor:
@@ -273,7 +175,28 @@ def cached_edges(pos: Tensor, batch: Tensor, cutoff: float, max_neighbors: int) 
     return torch.cat(pieces, dim=1)
 
 
+# ----------------------------------------------------------------------------- worker
+
+
+def setup_process(spec: dict[str, Any]) -> bool:
+    """Threads, allocator and scatter backend of the row's process; whether malloc was tuned."""
+    torch.set_num_threads(spec["threads"])
+    mode = spec.get("tune_malloc") or "none"
+    tuned = mode == "all" or (mode == "molgnn" and spec["impl"] != TORCHMDNET)
+    if tuned:
+        from molgnn.training import tune_malloc
+
+        tune_malloc()
+    if spec["backend"] is not None:
+        from molgnn.nn import scatter
+
+        scatter.set_backend(spec["backend"])
+    return tuned
+
+
 def build_row_model(spec: dict[str, Any], run: dict[str, Any]) -> torch.nn.Module:
+    """The row's model: torchmd-net's reference weights (and molgnn's ET converted from them)
+    with ``--compare``, else a fresh model seeded with ``--seed``."""
     impl, cfg = spec["impl"], spec["cfg"]
     torch.manual_seed(spec["seed"])
     if impl == TORCHMDNET:
@@ -289,144 +212,97 @@ def build_row_model(spec: dict[str, Any], run: dict[str, Any]) -> torch.nn.Modul
     return build(impl, cfg)
 
 
+def row_edges(model: torch.nn.Module, batches: list[Batch], mode: str) -> list[Tensor | None]:
+    """Per-batch ``edge_index`` for ``--edges cached`` (with the model's own cutoff and
+    neighbour limit), or ``None`` for each batch with ``step`` (the model builds them)."""
+    if mode != "cached":
+        return [None] * len(batches)
+    config = getattr(model, "config", None)
+    cutoff = float(getattr(config, "cutoff_upper", getattr(config, "cutoff", CUTOFF)))
+    limit = int(getattr(config, "max_num_neighbors", MAX_NUM_NEIGHBORS))
+    return [cached_edges(b.pos, b.batch, cutoff, limit) for b in batches]
+
+
+def row_forward(
+    model: torch.nn.Module, impl: str, batches: list[Batch], edges: list[Tensor | None]
+) -> Callable[[int], Tensor]:
+    """``forward(i)``: the row's prediction on batch ``i``."""
+
+    def forward(i: int) -> Tensor:
+        b = batches[i]
+        if impl == TORCHMDNET:
+            return model_output(model(b.z, b.pos, b.batch))
+        return model(b.z, b.pos, b.batch, edge_index=edges[i])
+
+    return forward
+
+
+def check_outputs(
+    spec: dict[str, Any],
+    run: dict[str, Any],
+    model: torch.nn.Module,
+    forward: Callable[[int], Tensor],
+) -> dict[str, Any]:
+    """Compare the row's output on the first batch with torchmd-net's (in float32, before any
+    training step changes the weights); all ``None`` without a reference."""
+    out: dict[str, Any] = {"max_abs_diff": None, "tolerance": None, "outputs_match": None}
+    if "reference" not in run or spec["impl"] not in (TORCHMDNET, "molgnn-et"):
+        return out
+    model.eval()
+    with torch.no_grad():
+        y = forward(0).float().cpu()
+    model.train()
+    ref = run["reference"]
+    tol = REL_TOL * max(1.0, float(ref.abs().max()))
+    if y.shape != ref.shape:
+        log(f"WARNING: {spec['label']} gives shape {list(y.shape)}, torchmd-net {list(ref.shape)}")
+        return {**out, "tolerance": tol, "outputs_match": False}
+    diff = float((y - ref).abs().max())
+    if not diff <= tol:
+        log(
+            f"WARNING: {spec['label']} differs from torchmd-net on the first batch: "
+            f"max |diff| = {diff:.3g} > {tol:.3g}"
+        )
+    return {"max_abs_diff": diff, "tolerance": tol, "outputs_match": bool(diff <= tol)}
+
+
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Measure one row; runs in its own process."""
     t_start = time.perf_counter()
-    torch.set_num_threads(spec["threads"])
-    mode = spec.get("tune_malloc") or "none"
-    tuned = mode == "all" or (mode == "molgnn" and spec["impl"] != TORCHMDNET)
-    if tuned:
-        from molgnn.training import tune_malloc
-
-        tune_malloc()
+    tuned = setup_process(spec)
     device = torch.device(spec["device"])
-    cuda = device.type == "cuda"
-    if spec["backend"] is not None:
-        from molgnn.nn import scatter
-
-        scatter.set_backend(spec["backend"])
     run = torch.load(spec["data_file"], map_location="cpu", weights_only=True)
-    batches = [unpack(b, device) for b in run["batches"]]
-    impl = spec["impl"]
+    batches = [to_device(b, device) for b in run["batches"]]
     model = build_row_model(spec, run).to(device)
-    edges: list[Tensor | None] = [None] * len(batches)
-    if spec["edges"] == "cached":
-        config = getattr(model, "config", None)
-        cutoff = float(getattr(config, "cutoff_upper", getattr(config, "cutoff", CUTOFF)))
-        limit = int(getattr(config, "max_num_neighbors", MAX_NUM_NEIGHBORS))
-        edges = [cached_edges(pos, b, cutoff, limit) for _, pos, b, _ in batches]
+    edges = row_edges(model, batches, spec["edges"])
     if spec["compiled"]:
         # molgnn's models compile their hot path in place (the ET: the per-edge work of every
         # layer); the radius graph and input checks stay eager.
         model.compile()
-    # Every row uses torch's fused AdamW, as molgnn's Trainer does.
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-
-    def forward(i: int) -> Tensor:
-        z, pos, b, _ = batches[i]
-        if impl == TORCHMDNET:
-            return model(z, pos, b)[0]
-        return model(z, pos, b, edge_index=edges[i])
-
-    def autocast() -> contextlib.AbstractContextManager[Any]:
-        if spec["amp"] == "bf16":
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def sync() -> None:
-        if cuda:
-            torch.cuda.synchronize(device)
-
-    # Output check on the first batch, in float32, before any training step changes the weights.
-    result: dict[str, Any] = {
-        "max_abs_diff": None,
-        "tolerance": None,
-        "outputs_match": None,
-        "malloc_tuned": tuned,
-    }
-    if "reference" in run and impl in (TORCHMDNET, "molgnn-et"):
-        model.eval()
-        with torch.no_grad():
-            y = forward(0).float().cpu()
-        ref = run["reference"]
-        diff = float((y - ref).abs().max()) if y.shape == ref.shape else math.inf
-        tol = REL_TOL * max(1.0, float(ref.abs().max()))
-        result.update(max_abs_diff=diff, tolerance=tol, outputs_match=bool(diff <= tol))
-        if not diff <= tol:
-            log(
-                f"WARNING: {spec['label']} differs from torchmd-net on the first batch: "
-                f"max |diff| = {diff:.3g} > {tol:.3g}"
-            )
-        model.train()
-    sync()
-    if cuda:
-        result["mem_after_setup_mb"] = torch.cuda.memory_allocated(device) / 2**20
-        torch.cuda.reset_peak_memory_stats(device)
-    else:
-        result["mem_after_setup_mb"] = rss_mb()
+    forward = row_forward(model, spec["impl"], batches, edges)
+    result = {**check_outputs(spec, run, model, forward), "malloc_tuned": tuned}
+    sync(device)
+    result["mem_after_setup_mb"] = memory_mb(device)
+    reset_peak_memory(device)
     log(f"    setup and check {time.perf_counter() - t_start:.1f}s")
 
-    warmup, steps, repeats = spec["warmup"], spec["steps"], spec["repeats"]
-    timed = range(warmup, warmup + steps)
-    molecules = steps * spec["cfg"]["batch_size"]
-
-    def train_step(i: int) -> None:
-        opt.zero_grad(set_to_none=True)
-        with autocast():
-            loss = torch.nn.functional.mse_loss(forward(i).float(), batches[i][3])
-        loss.backward()
-        opt.step()
-
-    def infer_step(i: int) -> None:
-        with autocast():
-            forward(i)
-
-    def measure(step: Callable[[int], None], phase: str) -> list[float]:
-        for i in range(warmup):
-            step(i)
-        sync()
-        rates = []
-        for r in range(repeats):
-            t = time.perf_counter()
-            for i in timed:
-                step(i)
-            sync()
-            rates.append(molecules / (time.perf_counter() - t))
-            log(f"    {phase} repeat {r + 1}/{repeats}: {rates[-1]:.1f} mol/s")
-        return rates
-
-    model.train()
-    train = measure(train_step, "train")
-    model.eval()
-    with torch.no_grad():
-        infer = measure(infer_step, "infer")
-    if cuda:
-        result["peak_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    timing = Timing(spec["warmup"], spec["steps"], spec["repeats"])
+    speed = measure_throughput(model, batches, timing, forward, amp=spec["amp"], log=log)
+    result["peak_mem_mb"] = peak_memory_mb(device)
+    if device.type == "cuda":
         result["device_name"] = torch.cuda.get_device_name(device)
-    else:
-        result["peak_mem_mb"] = peak_rss_mb()
-    atoms = sum(batches[i][0].numel() for i in timed)
-    return {
-        **result,
-        "train_mol_per_s": statistics.median(train),
-        "infer_mol_per_s": statistics.median(infer),
-        "train_repeats_mol_per_s": train,
-        "infer_repeats_mol_per_s": infer,
-        "atoms_per_step": atoms / steps,
-        "wall_s": time.perf_counter() - t_start,
-    }
+    return {**result, **speed.to_dict(), "wall_s": time.perf_counter() - t_start}
 
 
 def worker_main(spec_json: str) -> None:
+    """The ``--worker`` entry point: measure the row, write its result file (or the error)."""
     spec = json.loads(spec_json)
     try:
         result = worker(spec)
     except Exception as err:
         traceback.print_exc()
         result = {"error": f"{type(err).__name__}: {err}".splitlines()[0][:300]}
-    tmp = spec["result_file"] + ".tmp"
-    Path(tmp).write_text(json.dumps(result))
-    os.replace(tmp, spec["result_file"])
+    write_json(spec["result_file"], result)
 
 
 # ----------------------------------------------------------------------------- driver
@@ -452,11 +328,12 @@ def row_specs(
 
 
 def run_worker(spec: dict[str, Any], threads: int, timeout: float | None) -> dict[str, Any]:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    """Run this script with ``--worker spec`` in a fresh process; its result, or an error."""
+    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     try:
         proc = subprocess.run(
             [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
-            env=env,
+            env={**os.environ, **env},
             stdout=sys.stderr,  # keep stdout for the table (some libraries print banners)
             check=False,
             timeout=timeout,
@@ -469,69 +346,10 @@ def run_worker(spec: dict[str, Any], threads: int, timeout: float | None) -> dic
     return {"error": f"worker exited with code {proc.returncode} and no result"}
 
 
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def version(module: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
-
-    with contextlib.suppress(PackageNotFoundError):
-        return dist_version(module)
-    return None
-
-
 def ratio(row: dict[str, Any], base: dict[str, Any] | None, key: str) -> float | None:
     if base is None or "error" in row or "error" in base:
         return None
     return row[key] / base[key]
-
-
-def fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def print_table(rows: list[dict[str, Any]], mem_label: str) -> None:
-    width = max([len(r["impl"]) for r in rows] + [4])
-    header = (
-        f"{'config':<7} {'impl':<{width}} {'train mol/s':>11} {'infer mol/s':>11} "
-        f"{'train x tmdn':>12} {'infer x tmdn':>12} {mem_label:>12} {'max_abs_diff':>12}"
-    )
-    print("\n" + header)
-    print("-" * len(header))
-    for r in rows:
-        if "error" in r:
-            print(f"{r['config']:<7} {r['impl']:<{width}} ERROR: {r['error']}")
-            continue
-        diff = fmt(r["max_abs_diff"], ".1e")
-        if r["outputs_match"] is False:
-            diff += " !"
-        print(
-            f"{r['config']:<7} {r['impl']:<{width}} {r['train_mol_per_s']:11.1f} "
-            f"{r['infer_mol_per_s']:11.1f} {fmt(r['train_x_torchmdnet'], '.2f'):>12} "
-            f"{fmt(r['infer_x_torchmdnet'], '.2f'):>12} {r['peak_mem_mb']:12.0f} {diff:>12}"
-        )
-    bad = [r for r in rows if r.get("outputs_match") is False]
-    if bad:
-        print(
-            f"\nWARNING: {len(bad)} row(s) marked '!' differ from torchmd-net by more than "
-            f"{REL_TOL:g} * max(1, |y|) on the first batch: "
-            + ", ".join(f"{r['config']}/{r['impl']}" for r in bad)
-        )
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=path.name + ".", suffix=".tmp", delete=False
-    ) as f:
-        json.dump(payload, f, indent=2)
-    os.replace(f.name, path)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -595,126 +413,143 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--amp bf16 applies only on CUDA; on the CPU run without --amp")
     if args.steps < 1 or args.repeats < 1 or args.warmup < 0 or args.threads < 1:
         p.error("--steps, --repeats and --threads must be positive, --warmup non-negative")
-    if args.root is None:
-        from molgnn.training.data import default_data_root
+    from molgnn.data import qm9_root
 
-        args.root = default_data_root() / "qm9"
+    args.root = qm9_root(args.root)
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def gather_molecules(args: argparse.Namespace) -> dict[str, list[StoredBatch]]:
+    """Each configuration's batches: drawn from QM9 with ``--seed``, or read from
+    ``--molecules``."""
     count = args.warmup + args.steps
-    if args.compare and importlib.util.find_spec("torchmdnet") is None:
-        log(
-            "WARNING: --compare needs torchmd-net 3.x (pip install torchmd-net); running molgnn only"
-        )
-        args.compare = False
-
-    molecules: dict[str, list[dict[str, Tensor]]] = {}
-    ds = None
-    if args.molecules is None:
-        from molgnn.data import QM9
-
-        ds = QM9(str(args.root), target="gap", progress=False)
+    molecules: dict[str, list[StoredBatch]] = {}
+    ds = open_qm9(args.root) if args.molecules is None else None
     for name in args.configs:
         size = CONFIGS[name]["batch_size"]
-        if args.molecules is not None:
-            molecules[name] = load_molecules(args.molecules, name, size, count)
+        if ds is None:
+            try:
+                molecules[name] = load_molecules(args.molecules, name, size, count)
+            except ValueError as err:
+                raise SystemExit(f"{err} (--molecules)") from None
         else:
             log(f"drawing {count} batches of {size} QM9 molecules for {name} from {args.root}")
             molecules[name] = draw_batches(ds, count, size, args.seed)
-    if args.save_molecules is not None:
-        save_molecules(
-            args.save_molecules,
-            {
-                n: {"batch_size": CONFIGS[n]["batch_size"], "batches": b}
-                for n, b in molecules.items()
-            },
-            args.seed,
-        )
-        log(f"wrote {args.save_molecules} ({args.save_molecules.stat().st_size / 2**20:.1f} MB)")
-        return
+    return molecules
 
+
+def write_row_inputs(
+    args: argparse.Namespace, molecules: dict[str, list[StoredBatch]], folder: Path
+) -> dict[str, str]:
+    """One file per configuration that its rows' workers read: the batches and, with
+    ``--compare``, torchmd-net's weights and reference output."""
+    files: dict[str, str] = {}
+    for name in args.configs:
+        run: dict[str, Any] = {"batches": molecules[name]}
+        if args.compare:
+            log(f"building torchmd-net's {name} ET (seed {args.seed}) and its reference output")
+            with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the table
+                run.update(reference(CONFIGS[name], args.seed, molecules[name][0]))
+        files[name] = str(folder / f"{name}.pt")
+        torch.save(run, files[name])
+    return files
+
+
+def log_row(where: str, row: dict[str, Any]) -> None:
+    if "error" in row:
+        log(f"{where}: ERROR {row['error']}")
+        return
+    log(
+        f"{where}: train {row['train_mol_per_s']:.1f} mol/s "
+        f"(x tmdn {format_cell(row['train_x_torchmdnet'], '.2f')}), infer "
+        f"{row['infer_mol_per_s']:.1f} mol/s "
+        f"(x tmdn {format_cell(row['infer_x_torchmdnet'], '.2f')}), "
+        f"peak {row['peak_mem_mb']:.0f} MB, {row['wall_s']:.0f}s"
+    )
+
+
+def run_rows(
+    args: argparse.Namespace, data_files: dict[str, str], folder: Path
+) -> list[dict[str, Any]]:
+    """Every row of every configuration, each in its own worker process."""
     plan = [
         (name, spec)
         for name in args.configs
         for spec in row_specs(args.models, args.backends, args.edges, args.compile, args.compare)
     ]
+    settings = {key: getattr(args, key) for key in SETTINGS}
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="et_throughput_") as tmp:
-        data_files: dict[str, str] = {}
-        for name in args.configs:
-            run: dict[str, Any] = {"batches": molecules[name]}
-            if args.compare:
-                log(f"building torchmd-net's {name} ET (seed {args.seed}) and its reference output")
-                with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the table
-                    run.update(reference(CONFIGS[name], args.seed, molecules[name][0]))
-            data_files[name] = str(Path(tmp) / f"{name}.pt")
-            torch.save(run, data_files[name])
-        base: dict[str, dict[str, Any]] = {}
-        settings = {
-            key: getattr(args, key)
-            for key in ("threads", "steps", "warmup", "repeats", "seed", "amp", "tune_malloc")
+    base: dict[str, dict[str, Any]] = {}
+    for k, (name, spec) in enumerate(plan, 1):
+        where = f"[{k}/{len(plan)}] {name} {spec['label']}"
+        log(where)
+        worker_spec = {
+            "compiled": False,
+            **spec,
+            "config": name,
+            "cfg": CONFIGS[name],
+            "data_file": data_files[name],
+            "result_file": str(folder / f"result{k}.json"),
+            "device": args.device,
+            **settings,
         }
-        for k, (name, spec) in enumerate(plan, 1):
-            label = spec["label"]
-            log(f"[{k}/{len(plan)}] {name} {label}")
-            worker_spec = {
-                "compiled": False,
-                **spec,
-                "config": name,
-                "cfg": CONFIGS[name],
-                "data_file": data_files[name],
-                "result_file": str(Path(tmp) / f"result{k}.json"),
-                "device": args.device,
-                **settings,
-            }
-            result = run_worker(worker_spec, args.threads, args.row_timeout)
-            row = {
-                "config": name,
-                "impl": label,
-                "model": "et" if spec["impl"] != "molgnn-pooled" else "pooled",
-                "backend": spec["backend"],
-                "edges": spec["edges"],
-                "compiled": worker_spec["compiled"],
-                **result,
-            }
-            if label == TORCHMDNET:
-                base[name] = row
-            row["train_x_torchmdnet"] = ratio(row, base.get(name), "train_mol_per_s")
-            row["infer_x_torchmdnet"] = ratio(row, base.get(name), "infer_mol_per_s")
-            rows.append(row)
-            if "error" in row:
-                log(f"[{k}/{len(plan)}] {name} {label}: ERROR {row['error']}")
-            else:
-                log(
-                    f"[{k}/{len(plan)}] {name} {label}: train {row['train_mol_per_s']:.1f} mol/s "
-                    f"(x tmdn {fmt(row['train_x_torchmdnet'], '.2f')}), infer "
-                    f"{row['infer_mol_per_s']:.1f} mol/s (x tmdn "
-                    f"{fmt(row['infer_x_torchmdnet'], '.2f')}), peak {row['peak_mem_mb']:.0f} MB, "
-                    f"{row['wall_s']:.0f}s"
-                )
+        row = {
+            "config": name,
+            "impl": spec["label"],
+            "model": "et" if spec["impl"] != "molgnn-pooled" else "pooled",
+            "backend": spec["backend"],
+            "edges": spec["edges"],
+            "compiled": worker_spec["compiled"],
+            **run_worker(worker_spec, args.threads, args.row_timeout),
+        }
+        if spec["label"] == TORCHMDNET:
+            base[name] = row
+        row["train_x_torchmdnet"] = ratio(row, base.get(name), "train_mol_per_s")
+        row["infer_x_torchmdnet"] = ratio(row, base.get(name), "infer_mol_per_s")
+        rows.append(row)
+        log_row(where, row)
+    return rows
 
-    cuda = torch.device(args.device).type == "cuda"
-    mem = (
-        "torch.cuda.max_memory_allocated from the end of setup (MB)"
-        if cuda
-        else "peak RSS (VmHWM) of the row's worker process (MB)"
+
+def print_rows(rows: list[dict[str, Any]], cuda: bool) -> None:
+    """The table; a row whose output differs from torchmd-net's is marked ``!``."""
+    shown = []
+    for r in rows:
+        diff = "-" if r.get("max_abs_diff") is None else f"{r['max_abs_diff']:.1e}"
+        shown.append({**r, "diff": diff + (" !" if r.get("outputs_match") is False else "")})
+    print_table(
+        shown,
+        [
+            Column("config", "config", align="<", width=7),
+            Column("impl", "impl", align="<"),
+            Column("train_mol_per_s", "train mol/s", ".1f"),
+            Column("infer_mol_per_s", "infer mol/s", ".1f"),
+            Column("train_x_torchmdnet", "train x tmdn", ".2f"),
+            Column("infer_x_torchmdnet", "infer x tmdn", ".2f"),
+            Column("peak_mem_mb", "peak MB" if cuda else "peak RSS MB", ".0f"),
+            Column("diff", "max_abs_diff"),
+        ],
     )
-    print_table(rows, "peak MB" if cuda else "peak RSS MB")
+    bad = [r for r in rows if r.get("outputs_match") is False]
+    if bad:
+        print(
+            f"\nWARNING: {len(bad)} row(s) marked '!' differ from torchmd-net by more than "
+            f"{REL_TOL:g} * max(1, |y|) on the first batch: "
+            + ", ".join(f"{r['config']}/{r['impl']}" for r in bad)
+        )
+
+
+def result_meta(
+    args: argparse.Namespace, meta: dict[str, Any], rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The result's ``meta``: the machine (probed at the start), the settings, the rows'
+    device."""
     names = [r["device_name"] for r in rows if r.get("device_name")]
-    meta = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "device": args.device,
-        "device_name": (names[0] if names else None) if cuda else cpu_model(),
-        "cpu_model": cpu_model(),
-        "machine": platform.machine(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchmd_net": version("torchmd-net") if args.compare else None,
-        "molgnn": version("molgnn"),
-        **settings,
+    return {
+        **meta,
+        "device_name": names[0] if names else meta["device_name"],
+        "torchmd_net": package_version("torchmd-net") if args.compare else None,
+        **{key: getattr(args, key) for key in SETTINGS},
         "edges": args.edges,
         "backends": args.backends,
         "compare": args.compare,
@@ -722,10 +557,28 @@ def main(argv: list[str] | None = None) -> None:
         "cutoff": CUTOFF,
         "max_num_neighbors": MAX_NUM_NEIGHBORS,
         "rel_tol": REL_TOL,
-        "memory": mem,
+        "memory": memory_note(args.device) + ", each row in its own worker process",
         "configs": {n: CONFIGS[n] for n in args.configs},
     }
-    write_json(args.out, {"meta": meta, "rows": rows})
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.compare and importlib.util.find_spec("torchmdnet") is None:
+        log("WARNING: --compare needs torchmd-net 3.x (pip install torchmd-net); molgnn only")
+        args.compare = False
+    torch.set_num_threads(args.threads)
+    meta = machine_meta(args.device)
+    molecules = gather_molecules(args)
+    if args.save_molecules is not None:
+        save_molecules(args.save_molecules, molecules, args.seed)
+        log(f"wrote {args.save_molecules} ({args.save_molecules.stat().st_size / 2**20:.1f} MB)")
+        return
+    with tempfile.TemporaryDirectory(prefix="et_throughput_") as tmp:
+        data_files = write_row_inputs(args, molecules, Path(tmp))
+        rows = run_rows(args, data_files, Path(tmp))
+    print_rows(rows, torch.device(args.device).type == "cuda")
+    write_result(args.out, "et_throughput", result_meta(args, meta, rows), rows=rows)
     print(f"\nwrote {args.out}")
 
 

@@ -11,111 +11,44 @@ bonds), as in training, so their cost is included.
     python benchmarks/gnn_throughput.py --device cuda --batch-size 128 --et
     python benchmarks/gnn_throughput.py --subset 5000 --seed 1   # from 5,000 random molecules
 
-A training step is forward + MSE loss + backward + AdamW; inference is a forward pass in eval
-mode under ``torch.no_grad``. Each number is the median over ``--repeats`` timed runs of
-``--steps`` batches after ``--warmup`` untimed ones. Prints a table and writes JSON (default:
+Rows are timed by the benchmarks' shared harness (``benchmarks/_harness``), exactly as in
+``et_throughput.py``: a training step is forward + MSE loss + backward + AdamW (torch's fused
+kernel wherever torch has one); inference is a forward pass in eval mode under
+``torch.no_grad``. Each number is the median over ``--repeats`` timed runs of ``--steps``
+batches after ``--warmup`` untimed ones. Prints a table and writes JSON (default:
 benchmarks/results/gnn_throughput.json).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
-import os
-import platform
-import statistics
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from _harness import (
+    RESULTS_DIR,
+    Batch,
+    Column,
+    Timing,
+    count_parameters,
+    draw_batches,
+    log,
+    machine_meta,
+    measure_throughput,
+    open_qm9,
+    print_table,
+    to_device,
+    write_result,
+)
 
-from molgnn.models import CONVS, build_model
-from molgnn.nn import POOLS
+from molgnn.models import build_model
+from molgnn.nn import CONVS, POOLS
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
-
-
-def draw_batches(
-    root: Path,
-    count: int,
-    batch_size: int,
-    seed: int,
-    subset: int | None,
-    device: torch.device,
-) -> list[Batch]:
-    """``count`` batches of ``batch_size`` random QM9 molecules as (z, pos, batch, y).
-
-    With ``subset``, the batches come from ``subset`` molecules drawn uniformly at random (seed
-    ``seed``) from all of QM9, so that they are as large as QM9's molecules on average.
-    """
-    from torch_geometric.data import Batch as PygBatch
-
-    from molgnn.data import QM9
-
-    ds = QM9(str(root), target="gap", subset=subset, subset_seed=seed, progress=False)
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(count):
-        idx = torch.randint(len(ds), (batch_size,), generator=gen).tolist()
-        b = PygBatch.from_data_list([ds[i] for i in idx]).to(device)
-        out.append((b.z, b.pos, b.batch, b.y))
-    return out
+DEFAULT_OUT = RESULTS_DIR / "gnn_throughput.json"
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def measure(
-    model: torch.nn.Module,
-    data: list[Batch],
-    warmup: int,
-    steps: int,
-    repeats: int,
-    device: torch.device,
-) -> dict[str, float]:
-    """Median training and inference molecules/s of ``model`` over ``data``."""
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-    def train_step(z: torch.Tensor, pos: torch.Tensor, b: torch.Tensor, y: torch.Tensor) -> None:
-        opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.mse_loss(model(z, pos, b), y)
-        loss.backward()
-        opt.step()
-
-    def timed(step: Any, batches: list[Batch]) -> float:
-        sync(device)
-        start = time.perf_counter()
-        for z, pos, b, y in batches:
-            step(z, pos, b, y)
-        sync(device)
-        return time.perf_counter() - start
-
-    def infer_step(z: torch.Tensor, pos: torch.Tensor, b: torch.Tensor, y: torch.Tensor) -> None:
-        model(z, pos, b)
-
-    molecules = sum(int(b[2].max()) + 1 for b in data[warmup : warmup + steps])
-    model.train()
-    timed(train_step, data[:warmup])
-    train = [molecules / timed(train_step, data[warmup : warmup + steps]) for _ in range(repeats)]
-    model.eval()
-    with torch.no_grad():
-        timed(infer_step, data[:warmup])
-        infer = [
-            molecules / timed(infer_step, data[warmup : warmup + steps]) for _ in range(repeats)
-        ]
-    return {
-        "train_mol_per_s": statistics.median(train),
-        "infer_mol_per_s": statistics.median(infer),
-        "train_spread": (max(train) - min(train)) / statistics.median(train),
-        "infer_spread": (max(infer) - min(infer)) / statistics.median(infer),
-    }
-
-
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--convs", nargs="+", default=list(CONVS), choices=list(CONVS))
     p.add_argument("--pools", nargs="+", default=["mean"], choices=list(POOLS))
@@ -138,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0, help="subset, batches and weights (default: 0)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "gnn_throughput.json"))
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON (default: {DEFAULT_OUT})")
     args = p.parse_args(argv)
     if min(args.steps, args.repeats, args.threads, args.batch_size) < 1 or args.warmup < 0:
         p.error(
@@ -146,22 +79,15 @@ def main(argv: list[str] | None = None) -> None:
         )
     if args.subset is not None and args.subset < 1:
         p.error(f"--subset must be a positive number of molecules, got {args.subset}")
-    if args.root is None:
-        from molgnn.training.data import default_data_root
+    return args
 
-        args.root = default_data_root() / "qm9"
 
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    data = draw_batches(
-        args.root, args.warmup + args.steps, args.batch_size, args.seed, args.subset, device
-    )
-    atoms = sum(b[0].numel() for b in data) / sum(int(b[2].max()) + 1 for b in data)
-    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-
-    runs: list[tuple[str, dict[str, Any]]] = []
+def model_specs(args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any]]]:
+    """(label, preset, overrides) of every row: the ET first with ``--et``, then every edge
+    source x conv x pooling of the pooled GNN."""
+    specs: list[tuple[str, str, dict[str, Any]]] = []
     if args.et:
-        runs.append((args.et_preset, {"config": args.et_preset}))
+        specs.append((args.et_preset, args.et_preset, {}))
     for edges in args.edges:
         for conv in args.convs:
             for pool in args.pools:
@@ -172,44 +98,77 @@ def main(argv: list[str] | None = None) -> None:
                     "pool": pool,
                     "edge_source": edges,
                 }
-                runs.append((f"pooled[{conv},{pool},{edges}]", {"config": "pooled", **overrides}))
+                specs.append((f"pooled[{conv},{pool},{edges}]", "pooled", overrides))
+    return specs
 
-    rows = []
-    print(f"{'model':<34} {'params':>9} {'train mol/s':>12} {'infer mol/s':>12}", flush=True)
-    for label, spec in runs:
-        torch.manual_seed(args.seed)
-        spec = dict(spec)
-        model = build_model(spec.pop("config"), **spec).to(device)
-        params = sum(q.numel() for q in model.parameters())
-        result = measure(model, data, args.warmup, args.steps, args.repeats, device)
-        rows.append({"model": label, "params": params, **result, "config": model.config.to_dict()})
-        print(
-            f"{label:<34} {params:>9,} {result['train_mol_per_s']:>12.1f} "
-            f"{result['infer_mol_per_s']:>12.1f}",
-            flush=True,
+
+def measure_row(
+    label: str,
+    preset: str,
+    overrides: dict[str, Any],
+    batches: list[Batch],
+    timing: Timing,
+    seed: int,
+) -> dict[str, Any]:
+    """One row: ``build_model(preset, **overrides)`` with weights seeded by ``seed``, timed."""
+    torch.manual_seed(seed)
+    model = build_model(preset, **overrides).to(batches[0].z.device)
+    params = count_parameters(model)
+    speed = measure_throughput(model, batches, timing).to_dict()
+    log(
+        f"{label}: train {speed['train_mol_per_s']:.1f} mol/s, "
+        f"infer {speed['infer_mol_per_s']:.1f} mol/s"
+    )
+    return {"model": label, "params": params, **speed, "config": model.config.to_dict()}
+
+
+def add_ratios(rows: list[dict[str, Any]], et_label: str) -> bool:
+    """Each row's speed relative to the ET's row (``train_x_et``, ``infer_x_et``), if it ran."""
+    et_row = next((r for r in rows if r["model"] == et_label), None)
+    if et_row is None:
+        return False
+    for r in rows:
+        r["train_x_et"] = r["train_mol_per_s"] / et_row["train_mol_per_s"]
+        r["infer_x_et"] = r["infer_mol_per_s"] / et_row["infer_mol_per_s"]
+    return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    meta = machine_meta(device)
+    timing = Timing(args.warmup, args.steps, args.repeats)
+    ds = open_qm9(args.root, subset=args.subset, seed=args.seed)
+    stored = draw_batches(ds, timing.batches, args.batch_size, args.seed)
+    batches = [to_device(b, device) for b in stored]
+    atoms = sum(b.z.numel() for b in batches) / sum(b.num_molecules for b in batches)
+
+    rows = [
+        measure_row(label, preset, overrides, batches, timing, args.seed)
+        for label, preset, overrides in model_specs(args)
+    ]
+    print_table(
+        rows,
+        [
+            Column("model", "model", align="<", width=34),
+            Column("params", "params", ",", width=9),
+            Column("train_mol_per_s", "train mol/s", ".1f", width=12),
+            Column("infer_mol_per_s", "infer mol/s", ".1f", width=12),
+        ],
+    )
+    if add_ratios(rows, args.et_preset):
+        print_table(
+            rows,
+            [
+                Column("model", "model", align="<", width=34),
+                Column("train_x_et", "train x", ".1f"),
+                Column("infer_x_et", "infer x", ".1f"),
+            ],
+            title=f"relative to {args.et_preset}:",
         )
-    et_row = next((r for r in rows if r["model"] == args.et_preset), None)
-    if et_row is not None:
-        print(f"\nrelative to {args.et_preset}:")
-        for r in rows:
-            r["train_x_et"] = r["train_mol_per_s"] / et_row["train_mol_per_s"]
-            r["infer_x_et"] = r["infer_mol_per_s"] / et_row["infer_mol_per_s"]
-            print(
-                f"  {r['model']:<32} train x{r['train_x_et']:6.1f}   infer x{r['infer_x_et']:6.1f}"
-            )
-
-    import torch_geometric
-
-    meta = {
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+    settings = {
         "threads": args.threads,
-        "cpu_count": os.cpu_count(),
-        "load_average_1min_at_start": load_before,
-        "torch": torch.__version__,
-        "torch_geometric": torch_geometric.__version__,
-        "torch_scatter_installed": importlib.util.find_spec("torch_scatter") is not None,
-        "machine": platform.machine(),
         "batch_size": args.batch_size,
         "mean_atoms_per_molecule": atoms,
         "steps": args.steps,
@@ -219,11 +178,10 @@ def main(argv: list[str] | None = None) -> None:
         "subset": args.subset,
         "hidden_channels": args.hidden_channels,
         "num_layers": args.num_layers,
+        "molecules": f"QM9 at {ds.root}",
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    print(f"\nwrote {out}")
+    write_result(args.out, "gnn_throughput", {**meta, **settings}, rows=rows)
+    print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":

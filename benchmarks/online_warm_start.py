@@ -17,20 +17,19 @@ with ``molgnn registry list --store OUT/warm``.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import shutil
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
+from _harness import Column, machine_meta, open_qm9, print_table, write_result
 
+from molgnn.config import parse_assignment
 from molgnn.online import OnlineConfig, Store, run_online
-from molgnn.training.config import parse_assignment
 
 
 def run_mode(config: OnlineConfig, source: Any) -> dict[str, Any]:
@@ -60,11 +59,13 @@ def run_mode(config: OnlineConfig, source: Any) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--out", default="runs/bench_online_warm_start", help="folder for both stores")
-    p.add_argument("--model", default="et-small")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    p.add_argument("--model", default="et-small", help="model preset (default: et-small)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE", help="change a model field"
+    )
     p.add_argument("--target", default="gap")
     p.add_argument(
         "--subset", type=int, default=1500, help="QM9 molecules, drawn at random (default: 1500)"
@@ -81,72 +82,103 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--seed", type=int, default=0, help="subset, arrival order and training (default: 0)"
     )
-    p.add_argument("--data-root")
+    p.add_argument("--data-root", help="QM9 folder (default: <data root>/qm9)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--json", default=None, help="results file (default: OUT/results.json)")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    return p.parse_args(argv)
+
+
+def model_overrides(assignments: list[str]) -> dict[str, Any]:
+    """``--set FIELD=VALUE`` as model fields, each value read as YAML."""
     overrides = {}
-    for text in args.set:
+    for text in assignments:
         key, value = parse_assignment(text)
         overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
+def configs(
+    args: argparse.Namespace, overrides: dict[str, Any], root: Path, out: Path
+) -> tuple[OnlineConfig, OnlineConfig]:
+    """The from-scratch and the warm-start config: the same data, trigger and training."""
+    train = {
+        "model": {"preset": args.model, **overrides},
+        "target": args.target,
+        "subset": args.subset,
+        "subset_seed": args.seed,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "data_root": str(root),
+    }
+    base = OnlineConfig(
+        store=str(out / "scratch"), train=train, initial=args.initial, chunk=args.chunk,
+        growth=args.growth, val=args.val, test=args.test, warm_start=False,
+    )  # fmt: skip
+    warm_train = base.train.replace(epochs=args.warm_epochs or args.epochs)
+    warm = replace(base, store=str(out / "warm"), warm_start=True, train=warm_train)
+    return base, warm
+
+
+def print_runs(results: dict[str, Any]) -> None:
+    """Each retrain's test MAE and training seconds, scratch beside warm, and the totals."""
+    rows: list[dict[str, Any]] = [
+        {
+            "molecules": s["data_size"],
+            "scratch": s["test_mae"],
+            "warm": w["test_mae"],
+            "s_scratch": s["train_seconds"],
+            "s_warm": w["train_seconds"],
+        }
+        for s, w in zip(results["scratch"]["models"], results["warm"]["models"], strict=True)
+    ]
+    rows.append(
+        {
+            "molecules": "total",
+            "s_scratch": results["scratch"]["train_seconds"],
+            "s_warm": results["warm"]["train_seconds"],
+        }
+    )
+    print_table(
+        rows,
+        [
+            Column("molecules", "molecules", width=10),
+            Column("scratch", "scratch", ".4f", width=10),
+            Column("warm", "warm", ".4f", width=10),
+            Column("s_scratch", "s scratch", ".1f", width=10),
+            Column("s_warm", "s warm", ".1f", width=10),
+        ],
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    meta = machine_meta("cpu")
+    overrides = model_overrides(args.set)
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)  # a benchmark starts from empty stores
-    base = OnlineConfig(
-        store=str(out / "scratch"), model=args.model, model_overrides=overrides,
-        target=args.target, subset=args.subset, subset_seed=args.seed, initial=args.initial,
-        chunk=args.chunk, growth=args.growth, val=args.val, test=args.test, epochs=args.epochs,
-        warm_start=False, seed=args.seed, batch_size=args.batch_size, lr=args.lr,
-        data_root=args.data_root,
-    )  # fmt: skip
-    warm = replace(
-        base, store=str(out / "warm"), warm_start=True, epochs=args.warm_epochs or args.epochs
-    )
-    from molgnn.data import QM9
-    from molgnn.training.data import default_data_root
+    from molgnn.data import qm9_root
 
-    root = Path(args.data_root) if args.data_root else default_data_root() / "qm9"
+    root = qm9_root(args.data_root)
+    base, warm = configs(args, overrides, root, out)
     # --subset molecules drawn at random from all of QM9 (its file order runs roughly by size),
     # the source that run_online would open from the config
-    source = QM9(
-        str(root.resolve()),
-        target=args.target,
-        subset=base.subset,
-        subset_seed=base.subset_seed,
-        progress=False,
-    )
+    source = open_qm9(root, target=args.target, subset=args.subset, seed=args.seed)
     results = {}
     for name, config in (("scratch", base), ("warm", warm)):
         print(f"running {name} ...", flush=True)
         results[name] = run_mode(config, source)
     unit = source.units[0]
     print(f"\ntest MAE ({unit}) against training molecules, {args.model} {overrides or ''}")
-    print(f"{'molecules':>10}  {'scratch':>10}  {'warm':>10}  {'s scratch':>10}  {'s warm':>10}")
-    for s, w in zip(results["scratch"]["models"], results["warm"]["models"], strict=True):
-        print(
-            f"{s['data_size']:>10}  {s['test_mae']:>10.4f}  {w['test_mae']:>10.4f}  "
-            f"{s['train_seconds']:>10.1f}  {w['train_seconds']:>10.1f}"
-        )
-    print(
-        f"{'total':>10}  {'':>10}  {'':>10}  {results['scratch']['train_seconds']:>10.1f}  "
-        f"{results['warm']['train_seconds']:>10.1f}"
-    )
-    report = {
-        "settings": {**asdict(base), "warm_epochs": warm.epochs, "store": str(out)},
-        "unit": unit,
-        "machine": {
-            "platform": platform.platform(),
-            "python": sys.version.split()[0],
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-        },
-        **results,
-    }
+    print_runs(results)
+    settings = {k: v for k, v in base.to_dict().items() if k != "train"}
+    settings.update(base.train.to_dict(), warm_epochs=warm.train.epochs, store=str(out))
     path = Path(args.json) if args.json else out / "results.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2))
+    write_result(path, "online_warm_start", meta, settings=settings, unit=unit, **results)
     print(f"wrote {path}")
     return 0
 

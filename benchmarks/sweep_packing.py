@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import platform
 import shutil
 import statistics
 import subprocess
@@ -39,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _harness import Column, cpu_model, machine_meta, print_table, timed, write_result
 
 SKIPPED = 2
 #: ``--space`` choice -> sweep profile whose search space it uses (``full``: the kind's own).
@@ -91,24 +90,14 @@ class GpuSampler:
         self._stop.set()
         self._thread.join(timeout=15)
 
-    def summary(self) -> dict[str, float]:
+    def summary(self) -> dict[str, float | None]:
+        """Mean utilisation and peak memory over the samples (``None`` without samples)."""
         if not self.samples:
-            return {"gpu_util_mean_pct": float("nan"), "gpu_mem_peak_mib": float("nan")}
+            return {"gpu_util_mean_pct": None, "gpu_mem_peak_mib": None}
         return {
             "gpu_util_mean_pct": statistics.fmean(statistics.fmean(s[1]) for s in self.samples),
             "gpu_mem_peak_mib": max(max(s[2]) for s in self.samples),
         }
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else what :mod:`platform` says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def sweep_space(model: str, space: str) -> dict[str, Any] | None:
@@ -126,21 +115,24 @@ def run_case(args: argparse.Namespace, gpus_per_trial: float, storage: Path) -> 
     from molgnn.tune import SweepConfig, run_sweep
 
     cuda = args.device == "cuda"
+    train = {
+        "model": args.model,
+        "target": "gap",
+        "subset": args.subset,
+        "subset_seed": args.seed,  # the QM9 subset drawn with --seed
+        "data_root": args.data_root,
+        "epochs": args.max_epochs,
+        "seed": args.seed,
+    }
     config = SweepConfig(
-        model=args.model,
+        train=train,
         space=sweep_space(args.model, args.space),
-        target="gap",
-        subset=args.subset,
-        data_root=args.data_root,
         num_samples=args.num_samples,
-        max_epochs=args.max_epochs,
         grace_period=args.max_epochs,  # no early stopping: every trial does the same work
         gpus_per_trial=gpus_per_trial,
         cpus_per_trial=args.cpus_per_trial,
         storage_path=str(storage),
         name=f"packing_{gpus_per_trial:g}",
-        seed=args.seed,
-        train_overrides={"subset_seed": args.seed},  # the QM9 subset drawn with --seed
         address=args.address,
         num_cpus=args.num_cpus if args.address is None else None,
         num_gpus=None if cuda or args.address is not None else 0,  # CPU: Ray sees no GPUs
@@ -148,12 +140,10 @@ def run_case(args: argparse.Namespace, gpus_per_trial: float, storage: Path) -> 
         verbose=0,
     )
     with GpuSampler() if cuda else contextlib.nullcontext() as sampler:
-        start = time.time()
-        result = run_sweep(config)
-        elapsed = time.time() - start
+        result, elapsed = timed(lambda: run_sweep(config))
     done = int((result.table["epochs"] >= args.max_epochs).sum())
-    gpu: dict[str, float | None] = (
-        dict(sampler.summary())
+    gpu = (
+        sampler.summary()
         if sampler is not None
         else {"gpu_util_mean_pct": None, "gpu_mem_peak_mib": None}
     )
@@ -180,10 +170,6 @@ def ray_auth_mode() -> str:
     except ImportError:  # the module moved in another Ray version
         return "unknown"
     return "token" if is_token_auth_enabled() else "disabled"
-
-
-def fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--device cpu runs with 0 GPUs per trial only, got --cases {args.cases}")
     if cuda and any(not c > 0 for c in args.cases):
         parser.error(f"--device cuda needs --cases above 0 GPUs per trial, got {args.cases}")
-    if args.data_root is not None:
-        args.data_root = str(Path(args.data_root).expanduser().resolve())
+    from molgnn.data import qm9_root
+
+    args.data_root = str(qm9_root(args.data_root))  # one folder for every trial
 
     if cuda and not torch.cuda.is_available():
         print(
@@ -241,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return SKIPPED
 
+    meta = machine_meta("cuda" if cuda else "cpu")
     rows = []
     storage = Path(tempfile.mkdtemp(prefix="molgnn-packing-"))
     try:
@@ -249,32 +237,32 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(storage, ignore_errors=True)
 
-    header = f"{'GPU/trial':>9} {'CPU/trial':>9} {'trials':>6} {'time s':>8} {'trials/h':>9} "
-    header += f"{'GPU util %':>10} {'peak MiB':>9} {'best meV':>9}"
-    print(f"\n{args.device}: {args.model}, space {args.space}, {args.num_samples} trials")
-    print(header)
-    for r in rows:
-        print(
-            f"{r['gpus_per_trial']:>9g} {r['cpus_per_trial']:>9g} {r['trials_finished']:>6d} "
-            f"{r['elapsed_s']:>8.1f} {r['trials_per_hour']:>9.1f} "
-            f"{fmt(r['gpu_util_mean_pct'], '.1f'):>10} {fmt(r['gpu_mem_peak_mib'], '.0f'):>9} "
-            f"{r['best_val_mae_mev']:>9.2f}"
-        )
-    report = {
-        "benchmark": "sweep_packing",
-        "device_type": args.device,
-        "device": torch.cuda.get_device_name(0) if cuda else cpu_model(),
-        "num_gpus": torch.cuda.device_count() if cuda else 0,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "ray_auth_mode": ray_auth_mode(),
-        "settings": vars(args),
-        "results": rows,
-    }
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {out}")
+    print_table(
+        rows,
+        [
+            Column("gpus_per_trial", "GPU/trial", "g"),
+            Column("cpus_per_trial", "CPU/trial", "g"),
+            Column("trials_finished", "trials", "d"),
+            Column("elapsed_s", "time s", ".1f", width=8),
+            Column("trials_per_hour", "trials/h", ".1f"),
+            Column("gpu_util_mean_pct", "GPU util %", ".1f"),
+            Column("gpu_mem_peak_mib", "peak MiB", ".0f"),
+            Column("best_val_mae_mev", "best meV", ".2f"),
+        ],
+        title=f"{args.device}: {args.model}, space {args.space}, {args.num_samples} trials",
+    )
+    write_result(
+        args.json,
+        "sweep_packing",
+        meta,
+        device_type=args.device,
+        device=torch.cuda.get_device_name(0) if cuda else cpu_model(),
+        num_gpus=torch.cuda.device_count() if cuda else 0,
+        ray_auth_mode=ray_auth_mode(),
+        settings=vars(args),
+        results=rows,
+    )
+    print(f"wrote {args.json}")
     return 0
 
 

@@ -1,10 +1,12 @@
 """molgnn: equivariant graph neural networks for molecules.
 
-Subpackages are imported lazily, so ``import molgnn`` is fast and never imports Ray, RDKit or ASE::
+Subpackages are imported lazily, so ``import molgnn`` is fast and never imports Ray, RDKit or ASE:
 
-    import molgnn
-    molgnn.data.QM9          # imports molgnn.data on first use
-    molgnn.__version__
+```python
+import molgnn
+molgnn.data.QM9          # imports molgnn.data on first use
+molgnn.__version__
+```
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from molgnn._version import __version__
 _SUBPACKAGES = (
     "cli",
     "data",
+    "inference",
     "interop",
+    "io",
     "models",
     "nn",
     "online",
@@ -25,18 +29,19 @@ _SUBPACKAGES = (
     "training",
     "transforms",
     "tune",
+    "uncertainty",
 )
 
-# Top-level conveniences: name -> module that defines it.
+# Top-level conveniences: name -> module that exports it.
 _ATTRIBUTES: dict[str, str] = {
-    "load": "molgnn.training.checkpoint",
-    "predict": "molgnn.prediction",
+    "load": "molgnn.inference",
+    "predict": "molgnn.inference",
 }
 
 __all__ = ["__version__", *_SUBPACKAGES, *_ATTRIBUTES]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from molgnn import data, models, nn, testing, transforms  # noqa: F401
+    from molgnn import data, inference, io, models, nn, testing, transforms  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

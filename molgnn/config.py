@@ -1,21 +1,30 @@
 """The base of every molgnn configuration: a frozen dataclass whose fields are checked by type.
 
-A config subclass is a ``@dataclass(frozen=True)`` that derives from :class:`Config` and calls
-``super().__post_init__()`` first in its own ``__post_init__`` (or defines none). :class:`Config`
-gives it, written once:
+A config subclass is a ``@dataclass(frozen=True)`` that derives from
+[`Config`][molgnn.config.Config] and calls ``super().__post_init__()`` first in its own
+``__post_init__`` (or defines none). [`Config`][molgnn.config.Config] gives it, written once:
 
 - **type checks** of every field against its annotation, with no silent coercion: ``epochs: 1.7``
   or ``epochs: "ten"`` is an error naming the field, while an integer where a float is expected
   (``lr: 1``) and YAML's unquoted exponents (``lr: 1e-3``, which YAML 1.1 reads as a string) are
   read as the float they denote;
-- :meth:`Config.replace` with dotted keys (``"model.num_layers"`` reaches a nested config);
-- :meth:`Config.to_dict`, :meth:`Config.from_dict` and :meth:`Config.from_yaml`, with errors that
-  name the file, the line and the field;
-- :meth:`Config.with_assignments` for ``key=value`` strings (the command line's ``--set``), each
-  value read as YAML and then type-checked like any other.
+- [`Config.replace`][molgnn.config.Config.replace] with dotted keys (``"model.num_layers"`` reaches
+  a nested config);
+- [`Config.to_dict`][molgnn.config.Config.to_dict],
+  [`Config.from_dict`][molgnn.config.Config.from_dict] and
+  [`Config.from_yaml`][molgnn.config.Config.from_yaml], with errors that name the file, the line and
+  the field;
+- [`Config.with_assignments`][molgnn.config.Config.with_assignments] for ``key=value`` strings (the
+  command line's ``--set``), each value read as YAML and then type-checked like any other.
 
 A field that was renamed is listed in the subclass's ``RENAMED`` mapping (old name -> new name);
 using the old name raises an error naming the new one.
+
+A config that holds another config under the field its ``FLAT`` attribute names (for example
+[`OnlineConfig`][molgnn.online.OnlineConfig] and [`SweepConfig`][molgnn.tune.SweepConfig] hold a
+[`TrainConfig`][molgnn.training.TrainConfig] as ``train``) reads the inner config's keys written
+flat in files and ``key=value`` strings: ``lr=1e-3`` means ``train.lr=1e-3`` wherever ``lr`` is not
+a field of the outer config. So one YAML file of training fields drives every command.
 """
 
 from __future__ import annotations
@@ -187,6 +196,8 @@ class Config:
 
     #: Old field name -> new field name; an old name raises an error naming the new one.
     RENAMED: ClassVar[dict[str, str]] = {}
+    #: A field holding a nested config whose keys may be written flat (see the module docs).
+    FLAT: ClassVar[str | None] = None
 
     def __post_init__(self) -> None:
         hints = type(self)._hints()
@@ -228,7 +239,34 @@ class Config:
                 if len(unknown) == 1
                 else f"fields {', '.join(map(repr, unknown))}"
             )
-            raise ValueError(f"unknown {cls.__name__} {what}; valid fields: {', '.join(valid)}")
+            hint = cls._nested_hint(unknown[0])
+            raise ValueError(
+                f"unknown {cls.__name__} {what}{hint}; valid fields: {', '.join(valid)}"
+            )
+
+    @classmethod
+    def _nested_path(cls, name: str) -> str | None:
+        """The dotted path of ``name`` inside a nested config's defaults, if it is a field there."""
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.default is not dataclasses.MISSING:
+                value = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                value = f.default_factory()
+            else:
+                continue
+            if isinstance(value, Config):
+                if name in value.field_names():
+                    return f"{f.name}.{name}"
+                inner = value._nested_path(name)
+                if inner is not None:
+                    return f"{f.name}.{inner}"
+        return None
+
+    @classmethod
+    def _nested_hint(cls, name: str) -> str:
+        """``" (did you mean 'model.x'?)"`` when ``name`` is a field of a nested config."""
+        path = cls._nested_path(name)
+        return f" (did you mean {path!r}?)" if path else ""
 
     def replace(self: C, **changes: Any) -> C:
         """A copy with ``changes``; dotted keys (``"model.num_layers"``) reach nested configs.
@@ -270,13 +308,33 @@ class Config:
 
     @classmethod
     def from_dict(cls: type[C], values: Mapping[str, Any]) -> C:
-        """Build from a mapping of fields; unknown keys and wrong types raise ValueError."""
+        """Build from a mapping of fields on top of the defaults (as
+        [`merged`][molgnn.config.Config.merged] applies it: a partial mapping for a nested config
+        changes that config's default); unknown keys and wrong types raise ValueError."""
         if not isinstance(values, Mapping):
             raise ValueError(
                 f"expected a mapping of {cls.__name__} fields, got {type(values).__name__}"
             )
-        cls._check_names(values)
-        return cls(**values)
+        values = dict(values)
+        cls._check_names([k for k in values if "." not in k and k in cls.field_names()])
+        required = [
+            f.name
+            for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        missing = [name for name in required if name not in values]
+        if missing:
+            raise ValueError(f"{cls.__name__} needs the field(s) {', '.join(missing)}")
+        base = cls(**{name: values.pop(name) for name in required})
+        return base.merged(values) if values else base
+
+    @classmethod
+    def from_stored(cls: type[C], values: Mapping[str, Any]) -> C:
+        """Like [`from_dict`][molgnn.config.Config.from_dict], for values an older molgnn stored (a
+        checkpoint's config): fields listed in ``RENAMED`` are read under their new names instead
+        of refused."""
+        renamed = {cls.RENAMED.get(k, k): v for k, v in values.items()}
+        return cls.from_dict(renamed)
 
     @classmethod
     def from_yaml(cls: type[C], path: str | Path) -> C:
@@ -286,6 +344,69 @@ class Config:
             return cls.from_dict(values)
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
+
+    @classmethod
+    def replaces_whole(cls, values: Mapping[str, Any]) -> bool:
+        """Whether a mapping given for a field of this type names a whole new value (``True``)
+        or changes to the current one (``False``, the default; see
+        [`merged`][molgnn.config.Config.merged])."""
+        return False
+
+    def resolve_key(self, key: str) -> str:
+        """The full (dotted) name of ``key``: a flat key of the ``FLAT`` config gets its prefix.
+
+        Raises:
+            ValueError: for a key that is neither a field nor, flat, a field of ``FLAT``.
+        """
+        head = key.partition(".")[0]
+        if self.FLAT is None or head in self.field_names() or head in self.RENAMED:
+            return key
+        inner = getattr(self, self.FLAT)
+        if isinstance(inner, Config) and (
+            head in inner.field_names() or head in inner.RENAMED or inner.FLAT is not None
+        ):
+            try:
+                return f"{self.FLAT}.{inner.resolve_key(key)}"
+            except ValueError:
+                pass
+        inner_fields = inner.field_names() if isinstance(inner, Config) else []
+        valid = [*self.field_names(), *inner_fields]
+        raise ValueError(
+            f"unknown {type(self).__name__} field {head!r}{self._nested_hint(head)}; valid "
+            f"fields: {', '.join(valid)}"
+        )
+
+    def merged(self: C, values: Mapping[str, Any]) -> C:
+        """A copy with the fields of a mapping (a YAML file's content) applied on top.
+
+        Flat keys are routed as [`resolve_key`][molgnn.config.Config.resolve_key] says. A mapping
+        given for a nested config changes that config's fields (``model: {num_layers: 2}`` keeps the
+        other model fields) unless the nested type says it names a whole value (a model mapping with
+        ``kind`` or ``preset``).
+
+        Raises:
+            ValueError: for an unknown (or renamed) field, or a value of the wrong type.
+        """
+        if not isinstance(values, Mapping):
+            raise ValueError(
+                f"expected a mapping of {type(self).__name__} fields, got {type(values).__name__}"
+            )
+        changes: dict[str, Any] = {}
+        for key, value in values.items():
+            full = self.resolve_key(str(key))
+            current: Any = self
+            for part in full.split("."):
+                current._check_names([part])
+                current = getattr(current, part)
+            if (
+                isinstance(current, Config)
+                and isinstance(value, Mapping)
+                and not type(current).replaces_whole(value)
+            ):
+                changes[full] = current.merged(value)
+            else:
+                changes[full] = value
+        return self.replace(**changes)
 
     def _leaf_hint(self, key: str) -> Any:
         """The annotation of the (possibly dotted) field ``key``."""
@@ -311,18 +432,41 @@ class Config:
         """
         config = self
         for text in assignments:
-            key, raw = parse_assignment(text)
-            hint = config._leaf_hint(key)
-            value = _assignment_value(raw, hint)
-            try:
-                check_type(key, value, hint)
-            except ValueError:
-                raise ValueError(
-                    f"cannot read {raw!r} as {_short_name(hint)} for {key} "
-                    f"(expected {_type_name(hint)})"
-                ) from None
+            key, value = config.parse_assignment(text)
             config = config.replace(**{key: value})
         return config
+
+    def parse_assignment(self, text: str) -> tuple[str, Any]:
+        """``"KEY=VALUE"`` as the full dotted key (flat keys routed, see
+        [`resolve_key`][molgnn.config.Config.resolve_key]) and the value read as the field's type,
+        as [`with_assignments`][molgnn.config.Config.with_assignments] reads it.
+
+        A value for a field whose type this config cannot tell yet (a nested config's field
+        that only an earlier change creates) is read as YAML and checked when applied.
+
+        Raises:
+            ValueError: for text that is not ``key=value``, an unknown field, or a value that
+                cannot be read as the field's type (naming both).
+        """
+        key, raw = parse_assignment(text)
+        key = self.resolve_key(key)
+        try:
+            hint = self._leaf_hint(key)
+        except ValueError:
+            if "." not in key:
+                raise
+            return key, yaml_value(raw)
+        value = _assignment_value(raw, hint)
+        if isinstance(hint, type) and issubclass(hint, Config):
+            return key, value  # the field resolves names and mappings itself
+        try:
+            check_type(key, value, hint)
+        except ValueError:
+            raise ValueError(
+                f"cannot read {raw!r} as {_short_name(hint)} for {key} "
+                f"(expected {_type_name(hint)})"
+            ) from None
+        return key, value
 
 
 def _arms(hint: Any) -> tuple[Any, ...]:

@@ -19,7 +19,8 @@ from molgnn.training import TrainConfig
         ("lr: fast\n", r"lr: expected a number, got 'fast'"),
         ("compile: maybe\n", r"compile: expected true or false, got 'maybe'"),
         ("subset: [1, 2]\n", r"subset: expected an integer or None"),
-        ("model_overrides: 3\n", r"model_overrides: expected a mapping"),
+        ("model: 3\n", r"model: expected a preset name, a mapping or a model config"),
+        ("model_overrides: {num_layers: 2}\n", r"'model_overrides' was renamed to 'model'"),
         ("tragte: gap\n", r"unknown TrainConfig field 'tragte'; valid fields: model"),
         ("epochs: [1\n", r"invalid YAML at line 2, column 1"),
         ("- epochs\n", r"expected a mapping of config fields, got list"),
@@ -78,8 +79,8 @@ def test_model_configs_are_typed_too():
         ETConfig(num_layers=1.5)
     with pytest.raises(ValueError, match=r"hidden_channels: expected an integer, got '64'"):
         model_config({"kind": "et", "hidden_channels": "64"})
-    with pytest.raises(ValueError, match=r"cutoff: expected a number, got 'far'"):
-        model_config("pooled", cutoff="far")
+    with pytest.raises(ValueError, match=r"cutoff_upper: expected a number, got 'far'"):
+        model_config("pooled", cutoff_upper="far")
     pooled = PooledGNNConfig.from_dict(
         {"kind": "pooled", "elements": [1, 6, 7, 8, 9], "edge_features": ["distance"]}
     )
@@ -138,6 +139,6 @@ def test_online_config_is_typed():
 
     assert OnlineConfig(store="s", growth=1).growth == 1.0
     with pytest.raises(ValueError, match=r"epochs: expected an integer, got 1.7"):
-        OnlineConfig(store="s", epochs=1.7)
+        OnlineConfig.from_dict({"store": "s", "epochs": 1.7})
     with pytest.raises(ValueError, match=r"warm_start: expected true or false, got 'yes'"):
         OnlineConfig(store="s", warm_start="yes")

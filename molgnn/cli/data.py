@@ -40,14 +40,14 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``molgnn data qm9``."""
     from molgnn.data import QM9, STANDARD_TARGETS, get_target
-    from molgnn.training.data import default_data_root
+    from molgnn.data.paths import qm9_root
 
     if args.limit is not None:
         raise ValueError(
             "--limit was removed: use --subset N (N molecules drawn at random) or --first N "
             "(the first N in file order)"
         )
-    root = args.root or str(default_data_root() / "qm9")
+    root = str(qm9_root(args.root))
     targets = args.target or list(STANDARD_TARGETS)
     start = time.perf_counter()
     dataset = QM9(

@@ -70,7 +70,7 @@ def write_plots(result: dict[str, Any], log: list[dict[str, Any]], out: Path) ->
 
 def _check_evaluable(ckpt: Path) -> None:
     """Refuse, naming ``ckpt``, a checkpoint that does not load or lacks what evaluation reads."""
-    from molgnn.training.checkpoint import load_checkpoint, model_from_checkpoint
+    from molgnn.io.checkpoint import load_checkpoint, model_from_checkpoint
 
     payload = load_checkpoint(ckpt)
     model_from_checkpoint(payload, source=ckpt)
@@ -93,6 +93,7 @@ def _check_evaluable(ckpt: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``molgnn evaluate``."""
+    from molgnn.data.keys import MEV_PER_EV
     from molgnn.training import evaluate_checkpoint
     from molgnn.training.logs import read_log
 
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError, ImportError) as err:  # bad input, never a traceback
         print(f"molgnn evaluate: error: {err}", file=sys.stderr)
         return 1
-    scale, unit = (1000.0, "meV") if result["unit"] == "eV" else (1.0, result["unit"])
+    scale, unit = (MEV_PER_EV, "meV") if result["unit"] == "eV" else (1.0, result["unit"])
     summary = {
         "split": result["split"],
         "count": result["count"],

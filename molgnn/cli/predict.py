@@ -4,6 +4,12 @@ Bad input (a missing or malformed file, an unreadable checkpoint, an element the
 saw, ...) ends the command with one line on stderr that names it, and exit code 1. Warnings
 (a molecule outside the training data) go to stderr and into each JSON record; molecules
 without a finite prediction get ``null`` and an ``error`` in JSON, and exit code 1.
+
+Uncertainty: ``--member CKPT`` (repeatable) adds checkpoints to ``CKPT`` to form an ensemble
+([`Ensemble`][molgnn.uncertainty.Ensemble]) that predicts the members' mean;
+``--uncertainty`` also prints the members' standard deviation (a ``± std`` column, and
+``std`` in each JSON record). ``--mc-dropout N`` gives a single model with dropout its MC-dropout
+mean and standard deviation over ``N`` passes instead.
 """
 
 from __future__ import annotations
@@ -38,6 +44,13 @@ def _distance(text: str) -> float:
     return value
 
 
+def _samples(text: str) -> int:
+    value = _positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"expected at least 2 passes, got {value}")
+    return value
+
+
 def add_parser(subparsers: Any) -> None:
     """Register ``molgnn predict``."""
     p = subparsers.add_parser(
@@ -54,13 +67,34 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--min-distance",
         type=_distance,
-        help="refuse atoms closer than this, in Å (default: molgnn.prediction.MIN_DISTANCE, "
+        help="refuse atoms closer than this, in Å (default: molgnn.inference.MIN_DISTANCE, "
         "0.5; 0 turns the check off)",
     )
     p.add_argument(
         "--strict",
         action="store_true",
         help="exit with an error instead of predicting a molecule that gets a warning",
+    )
+    p.add_argument(
+        "--member",
+        action="append",
+        default=[],
+        metavar="CKPT",
+        help="another checkpoint of the ensemble (repeatable): CHECKPOINT and every --member "
+        "predict together, their mean is printed",
+    )
+    p.add_argument(
+        "--uncertainty",
+        action="store_true",
+        help="also print each prediction's standard deviation: over the ensemble's members "
+        "(--member) or over MC-dropout passes (--mc-dropout)",
+    )
+    p.add_argument(
+        "--mc-dropout",
+        type=_samples,
+        metavar="N",
+        help="MC dropout: the mean and standard deviation of N forward passes with dropout on "
+        "(a model trained with dropout, e.g. the pooled GNN with model.dropout > 0)",
     )
     p.set_defaults(func=run)
 
@@ -70,16 +104,37 @@ def _fail(message: str) -> int:
     return 1
 
 
+def _cell(record: dict[str, Any], key: str, spread: bool) -> str:
+    """A value of the table (with ``± std`` when ``spread``), or ``error``."""
+    if record[key] is None:
+        return "error".rjust(14) + (" " * 12 if spread else "")
+    if not spread:
+        return f"{record[key]:14.5f}"
+    std = record["std"][key]
+    return f"{record[key]:14.5f}  ± {std:<8.5f}" if std is not None else f"{record[key]:14.5f}"
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``molgnn predict``."""
-    from molgnn.prediction import predict
-    from molgnn.training import load
+    from molgnn.inference import load, predict
 
     options: dict[str, Any] = {"batch_size": args.batch_size, "strict": args.strict}
     if args.min_distance is not None:
         options["min_distance"] = args.min_distance
+    if args.mc_dropout is not None and args.member:
+        return _fail("--mc-dropout is for a single model; an ensemble (--member) has its own std")
+    if args.uncertainty and args.mc_dropout is None and not args.member:
+        return _fail("--uncertainty needs an ensemble (--member CKPT, repeated) or --mc-dropout N")
+    options["uncertainty"] = args.uncertainty or args.mc_dropout is not None
+    options["mc_dropout_samples"] = args.mc_dropout
+    model: Any
     try:
-        model = load(args.checkpoint)
+        if args.member:
+            from molgnn.uncertainty import Ensemble
+
+            model = Ensemble.from_checkpoints([args.checkpoint, *args.member])
+        else:
+            model = load(args.checkpoint)
         result = predict(model, args.molecules, **options)
     except (ValueError, OSError, ImportError) as err:  # bad input, never a traceback
         return _fail(str(err))
@@ -100,10 +155,14 @@ def run(args: argparse.Namespace) -> int:
         for r in records
     ]
     width = max(8, *(len(n) for n in names))
-    header = "  ".join(f"{k} ({u})".rjust(14) for k, u in zip(keys, units))
+    spread = result.std is not None
+    header = "  ".join(
+        f"{k} ({u})".rjust(14) + ("  " + "± std".ljust(10) if spread else "")
+        for k, u in zip(keys, units)
+    )
     print(f"{'molecule'.ljust(width)}  {header}")
     for name, r in zip(names, records):
-        values = "  ".join("error".rjust(14) if r[k] is None else f"{r[k]:14.5f}" for k in keys)
+        values = "  ".join(_cell(r, k, spread) for k in keys)
         notes = []
         if r["generated_geometry"]:
             notes.append("geometry generated")

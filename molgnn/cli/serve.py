@@ -105,7 +105,7 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _load(path: str) -> Any:
-    from molgnn.training import load
+    from molgnn.inference import load
 
     try:
         return load(path)
@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     _check_args(args)
     sock = _bind(args.host, args.port)
     try:
-        from molgnn.serve import create_app
+        from molgnn.inference.server import create_app
 
         try:
             app = create_app(

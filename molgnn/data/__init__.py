@@ -9,6 +9,7 @@ from molgnn.data.keys import (
     atom_reference,
     get_target,
 )
+from molgnn.data.paths import default_data_root, qm9_root
 from molgnn.data.qm9 import QM9, QM9_SIZE, qm9pack_dir
 from molgnn.data.splits import NAMED_SPLITS, load_split, named_split, save_split, split_indices
 from molgnn.data.xyz import parse_xyz, read_xyz
@@ -23,10 +24,12 @@ __all__ = [
     "TARGET_NAMES",
     "Target",
     "atom_reference",
+    "default_data_root",
     "get_target",
     "load_split",
     "named_split",
     "parse_xyz",
+    "qm9_root",
     "qm9pack_dir",
     "read_xyz",
     "save_split",

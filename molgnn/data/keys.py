@@ -6,12 +6,21 @@ polarisability in a0^3, spatial extent in a0^2 and heat capacity in cal/(mol K).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 #: Hartree to eV (CODATA 2018, as used by PyG's ``torch_geometric/datasets/qm9.py``).
 HARTREE_TO_EV = 27.211386246
 #: kcal/mol to eV (as used by PyG).
 KCALMOL_TO_EV = 0.04336414
+#: meV per eV: molgnn reports errors of eV targets in meV.
+MEV_PER_EV = 1000.0
+
+
+def ev_to_mev(value: float) -> float:
+    """An energy (or an error of one) in eV, as meV."""
+    return value * MEV_PER_EV
+
 
 #: Chemical symbols indexed by atomic number (index 0 is a placeholder).
 ELEMENT_SYMBOLS: tuple[str, ...] = (
@@ -28,6 +37,64 @@ ELEMENT_SYMBOLS: tuple[str, ...] = (
 ATOMIC_NUMBERS: dict[str, int] = {s: i for i, s in enumerate(ELEMENT_SYMBOLS) if i > 0}
 #: The elements that occur in QM9.
 QM9_ELEMENTS: tuple[int, ...] = (1, 6, 7, 8, 9)
+
+#: Standard atomic weights by atomic number: the abridged values of the IUPAC 2021 table
+#: (T. Prohaska et al., "Standard atomic weights of the elements 2021", Pure Appl. Chem. 94,
+#: 573-600 (2022)) for every element that has one. The one mass table of molgnn, used by
+#: [`Center`][molgnn.transforms.Center] (``mode="mass"``) and by the heads that place atoms
+#: relative to the centre of mass ([`DipoleMoment`][molgnn.nn.DipoleMoment],
+#: [`EquivariantDipoleMoment`][molgnn.nn.EquivariantDipoleMoment],
+#: [`ElectronicSpatialExtent`][molgnn.nn.ElectronicSpatialExtent]).
+#:
+#: Policy for the elements it lacks: the elements without a standard atomic weight (no stable
+#: isotope: Tc, Pm, Po to Ac, and Np onwards) are missing on purpose and get no made-up mass;
+#: every use of one raises ``ValueError`` naming the element (as the covalent radii do).
+ATOMIC_MASSES: dict[int, float] = {
+    1: 1.008, 2: 4.0026, 3: 6.94, 4: 9.0122, 5: 10.81, 6: 12.011, 7: 14.007, 8: 15.999,
+    9: 18.998, 10: 20.180, 11: 22.990, 12: 24.305, 13: 26.982, 14: 28.085, 15: 30.974,
+    16: 32.06, 17: 35.45, 18: 39.95, 19: 39.098, 20: 40.078, 21: 44.956, 22: 47.867,
+    23: 50.942, 24: 51.996, 25: 54.938, 26: 55.845, 27: 58.933, 28: 58.693, 29: 63.546,
+    30: 65.38, 31: 69.723, 32: 72.630, 33: 74.922, 34: 78.971, 35: 79.904, 36: 83.798,
+    37: 85.468, 38: 87.62, 39: 88.906, 40: 91.222, 41: 92.906, 42: 95.95, 44: 101.07,
+    45: 102.91, 46: 106.42, 47: 107.87, 48: 112.41, 49: 114.82, 50: 118.71, 51: 121.76,
+    52: 127.60, 53: 126.90, 54: 131.29, 55: 132.91, 56: 137.33, 57: 138.91, 58: 140.12,
+    59: 140.91, 60: 144.24, 62: 150.36, 63: 151.96, 64: 157.25, 65: 158.93, 66: 162.50,
+    67: 164.93, 68: 167.26, 69: 168.93, 70: 173.05, 71: 174.97, 72: 178.49, 73: 180.95,
+    74: 183.84, 75: 186.21, 76: 190.23, 77: 192.22, 78: 195.08, 79: 196.97, 80: 200.59,
+    81: 204.38, 82: 207.2, 83: 208.98, 90: 232.04, 91: 231.04, 92: 238.03,
+}  # fmt: skip
+
+
+def atomic_mass_table(max_z: int = len(ELEMENT_SYMBOLS)) -> list[float]:
+    """[`ATOMIC_MASSES`][molgnn.data.keys.ATOMIC_MASSES] as a list indexed by atomic number,
+    ``max_z`` long.
+
+    Index 0 and the elements without a mass hold ``0.0``, which marks "no mass": a lookup
+    checks for it with [`check_atomic_masses`][molgnn.data.keys.check_atomic_masses].
+    """
+    return [ATOMIC_MASSES.get(z, 0.0) for z in range(max_z)]
+
+
+def check_atomic_masses(atomic_numbers: Iterable[int], where: str = "") -> None:
+    """Raise ``ValueError`` naming the elements of ``atomic_numbers`` without a mass.
+
+    Args:
+        atomic_numbers: The atomic numbers to check.
+        where: What the atoms belong to, for the message (e.g. ``"molecule 'gdb_7'"``).
+
+    Raises:
+        ValueError: if any element lacks an entry in
+            [`ATOMIC_MASSES`][molgnn.data.keys.ATOMIC_MASSES].
+    """
+    missing = sorted({int(z) for z in atomic_numbers} - set(ATOMIC_MASSES))
+    if missing:
+        names = ", ".join(
+            ELEMENT_SYMBOLS[z] if 0 < z < len(ELEMENT_SYMBOLS) else f"Z={z}" for z in missing
+        )
+        raise ValueError(
+            f"{where + ': ' if where else ''}no atomic mass for element(s) {names}: they have "
+            "no standard atomic weight (molgnn.data.keys.ATOMIC_MASSES)"
+        )
 
 
 @dataclass(frozen=True)
@@ -99,7 +166,8 @@ TARGETS: dict[str, Target] = {
         ),
     )
 }
-#: The 12 standard QM9 targets (the atomization variants follow them in :data:`TARGETS`).
+#: The 12 standard QM9 targets (the atomization variants follow them in
+#: [`TARGETS`][molgnn.data.TARGETS]).
 STANDARD_TARGETS: tuple[str, ...] = (
     "mu", "alpha", "homo", "lumo", "gap", "r2", "zpve", "U0", "U", "H", "G", "cv",
 )  # fmt: skip
@@ -118,6 +186,12 @@ ATOM_REFERENCE_RAW: dict[str, dict[int, float]] = {
 }
 
 
+#: Targets with per-element atom references ([`atom_reference`][molgnn.data.atom_reference]): the
+#: total energies. An ``"auto"`` model prior becomes the Atomref prior for them (torchmd-net's U0
+#: recipe).
+ATOMREF_TARGETS: tuple[str, ...] = ("U0", "U", "H", "G")
+
+
 def atom_reference(target: str, max_z: int = 100) -> list[float]:
     """Per-element reference values of ``target`` in molgnn's units, indexed by atomic number.
 
@@ -125,7 +199,7 @@ def atom_reference(target: str, max_z: int = 100) -> list[float]:
     get all zeros.
 
     Args:
-        target: A name from :data:`TARGET_NAMES`.
+        target: A name from ``TARGET_NAMES``.
         max_z: Length of the returned list (the largest atomic number + 1).
 
     Returns:
@@ -140,7 +214,7 @@ def atom_reference(target: str, max_z: int = 100) -> list[float]:
 
 
 def get_target(name: str) -> Target:
-    """Return the :class:`Target` called ``name``.
+    """Return the [`Target`][molgnn.data.Target] called ``name``.
 
     Raises:
         ValueError: if ``name`` is not a QM9 target; the message lists the valid names.

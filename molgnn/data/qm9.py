@@ -13,6 +13,7 @@ Sources, tried in this order:
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import importlib.util
 import os
@@ -38,6 +39,7 @@ from molgnn.data.keys import (
     atom_reference,
     resolve_targets,
 )
+from molgnn.io.atomic import write_atomic_with
 
 __all__ = ["QM9", "QM9_SIZE", "qm9pack_dir"]
 
@@ -73,13 +75,13 @@ class QM9(InMemoryDataset):
     r"""QM9 (Ramakrishnan et al., Sci. Data 1, 140022, 2014): 130,831 small organic molecules.
 
     Each item has ``z`` ``[N]`` (atomic numbers), ``pos`` ``[N, 3]`` (Å), ``y`` ``[1, T]`` (the
-    chosen targets, in the units of :mod:`molgnn.data.keys`: energies in eV), ``idx`` (the QM9
-    index, 1 to 133,885), ``name`` (``"gdb_<idx>"``) and ``smiles``.
+    chosen targets, in the units of [`molgnn.data.keys`][molgnn.data.keys]: energies in eV), ``idx``
+    (the QM9 index, 1 to 133,885), ``name`` (``"gdb_<idx>"``) and ``smiles``.
 
     QM9's file order runs roughly from small molecules to large ones (the first 2,000 have 6.5
     heavy atoms on average, all of QM9 8.8), so a ``subset`` is a uniform random draw from the
     whole set, and ``first`` (the smallest molecules, for quick tests) says that it is not.
-    :attr:`molecule_ids` lists the QM9 indices of the molecules kept.
+    [`molecule_ids`][molgnn.data.QM9.molecule_ids] lists the QM9 indices of the molecules kept.
 
     Processing the full set takes seconds and is cached in ``root/processed`` under a name
     keyed by the options, so different targets, subsets or seeds never collide.
@@ -527,13 +529,10 @@ def _download_official(raw_dir: Path) -> None:  # pragma: no cover - needs inter
         target = raw_dir / name
         if target.exists():
             continue
-        tmp = target.with_suffix(target.suffix + ".part")
         try:
-            with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as f:
-                shutil.copyfileobj(response, f)
+            with urllib.request.urlopen(url, timeout=60) as response:
+                write_atomic_with(target, functools.partial(shutil.copyfileobj, response))
         except OSError as err:
-            tmp.unlink(missing_ok=True)
             raise FileNotFoundError(
                 f"downloading QM9 from {url} failed ({err}). " + _NO_SOURCE.format(raw=raw_dir)
             ) from None
-        os.replace(tmp, target)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
+
+from molgnn.io.atomic import write_atomic_with
 
 __all__ = ["NAMED_SPLITS", "SplitSpec", "load_split", "named_split", "save_split", "split_indices"]
 
@@ -73,7 +74,7 @@ def split_indices(
 
 
 def named_split(name: str, n: int = 130_831) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A split from :data:`NAMED_SPLITS` over ``n`` molecules."""
+    """A split from [`NAMED_SPLITS`][molgnn.data.NAMED_SPLITS] over ``n`` molecules."""
     try:
         spec = NAMED_SPLITS[name]
     except KeyError:
@@ -85,21 +86,15 @@ def named_split(name: str, n: int = 130_831) -> tuple[np.ndarray, np.ndarray, np
 
 def save_split(path: str | Path, train: np.ndarray, val: np.ndarray, test: np.ndarray) -> Path:
     """Save split indices to an ``.npz`` file atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, train=np.asarray(train), val=np.asarray(val), test=np.asarray(test))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    def write(f: IO[bytes]) -> None:
+        np.savez(f, train=np.asarray(train), val=np.asarray(val), test=np.asarray(test))
+
+    return write_atomic_with(path, write)
 
 
 def load_split(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Load split indices saved by :func:`save_split`."""
+    """Load split indices saved by [`save_split`][molgnn.data.save_split]."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no split file at {path}")

@@ -134,7 +134,7 @@ def parse_xyz(text: str, source: str = "<string>", min_distance: float = 1e-3) -
 def read_xyz(path: str | Path) -> Data | list[Data]:
     """Read an XYZ file: a ``Data`` for one molecule, a list for several.
 
-    See :func:`parse_xyz` for the format and the errors.
+    See [`parse_xyz`][molgnn.data.parse_xyz] for the format and the errors.
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.

@@ -10,13 +10,17 @@ Everything torchmd-net can train for the ET converts, except what is refused by 
 - ``reduce_op``: ``"add"`` (``torchmd-train``'s default) and ``"sum"`` become molgnn's ``"sum"``;
   ``"mean"`` becomes ``"torchmdnet_mean"``, which reproduces torchmd-net 3.x's arithmetic (each
   molecule's sum divided by its atom count plus one; see
-  :func:`~molgnn.nn.reduce.scatter_mean_with_zero`).
+  [`scatter_mean_with_zero`][molgnn.nn.scatter_mean_with_zero]).
 - Heads: ``Scalar``, ``EquivariantScalar``, ``DipoleMoment``, ``EquivariantDipoleMoment``,
   ``ElectronicSpatialExtent``, ``EquivariantElectronicSpatialExtent`` and
   ``EquivariantVectorOutput``.
 - Priors: ``Atomref`` (also disabled, as ``--remove-ref-energy`` leaves it) and
   ``LearnableAtomref``. ``ZBL``, ``D2`` and ``Coulomb`` are refused.
 - ``standardize`` (the ``mean``/``std`` buffers) and ``derivative=True`` (forces).
+
+TensorNet models (``model: tensornet``) convert too, through
+[`molgnn.interop.torchmdnet_tensornet`][molgnn.interop.torchmdnet_tensornet], which lists what it
+refuses.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from molgnn.models.factory import ETConfig
+from molgnn.models.configs import MODEL_CONFIGS
 from molgnn.models.model import MolecularModel
 from molgnn.nn.heads import HEADS
 
@@ -81,6 +85,7 @@ class _Source:
     reduce_op: str
     priors: list[_Prior] = field(default_factory=list)
     derivative: bool = False
+    kind: str = "et"  # the molgnn model kind: "et" or "tensornet"
 
 
 def _head_name(name: str) -> str:
@@ -114,11 +119,15 @@ def _check_prior(name: str) -> None:
 
 def _source_from_module(model: Any) -> _Source:
     rep: Any = getattr(model, "representation_model", None)
+    if rep is not None and type(rep).__name__ == "TensorNet":
+        from molgnn.interop.torchmdnet_tensornet import tensornet_source_from_module
+
+        return tensornet_source_from_module(model)
     if rep is None or type(rep).__name__ != "TorchMD_ET":
         got = type(rep).__name__ if rep is not None else type(model).__name__
         raise ValueError(
             "from_torchmdnet converts TorchMD_Net models with an Equivariant Transformer "
-            f"representation (TorchMD_ET); got {got}"
+            f"(TorchMD_ET) or TensorNet representation; got {got}"
         )
     box = getattr(rep.distance, "box", None)
     if getattr(rep.distance, "use_periodic", False) and box is not None and bool(box.any()):
@@ -187,10 +196,14 @@ def _priors_from_args(args: dict[str, Any]) -> list[_Prior]:
 
 def _source_from_args(args: dict[str, Any]) -> _Source:
     arch = args.get("model")
+    if arch == "tensornet":
+        from molgnn.interop.torchmdnet_tensornet import tensornet_source_from_args
+
+        return tensornet_source_from_args(args)
     if arch != "equivariant-transformer":
         raise ValueError(
-            f"from_torchmdnet converts torchmd-net's 'equivariant-transformer'; this checkpoint "
-            f"holds model={arch!r}"
+            f"from_torchmdnet converts torchmd-net's 'equivariant-transformer' and 'tensornet'; "
+            f"this checkpoint holds model={arch!r}"
         )
     refused = {
         "box_vecs": (args.get("box_vecs") is not None, "molgnn's ET has no periodic boxes"),
@@ -248,12 +261,13 @@ def _kept_prior(source: _Source) -> tuple[int, _Prior] | None:
     return active[0] if active else None
 
 
-def _config(source: _Source) -> ETConfig:
+def _config(source: _Source) -> Any:
     kept = _kept_prior(source)
     prior = None
     if kept is not None:
         prior = "learnable_atomref" if kept[1].trainable else "atomref"
-    return ETConfig(
+    config_cls: Any = MODEL_CONFIGS[source.kind]
+    return config_cls(
         **source.representation,
         head=_HEADS[source.head],
         reduce_op=source.reduce_op,
@@ -262,8 +276,9 @@ def _config(source: _Source) -> ETConfig:
     )
 
 
-def config_from_torchmdnet_args(args: dict[str, Any]) -> ETConfig:
-    """The :class:`~molgnn.models.ETConfig` of torchmd-net training hyperparameters.
+def config_from_torchmdnet_args(args: dict[str, Any]) -> Any:
+    """The [`ETConfig`][molgnn.models.ETConfig] (or, for ``model: tensornet``, the
+    [`TensorNetConfig`][molgnn.models.TensorNetConfig]) of torchmd-net training hyperparameters.
 
     Args:
         args: torchmd-net's hyperparameters (a checkpoint's ``hyper_parameters``, or the
@@ -326,7 +341,7 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def from_torchmdnet(model_or_checkpoint: nn.Module | str | Path) -> MolecularModel:
-    """Convert a torchmd-net 3.x ``TorchMD_Net`` ET model (or its checkpoint) to molgnn.
+    """Convert a torchmd-net 3.x ``TorchMD_Net`` ET or TensorNet model (or its checkpoint).
 
     The converted model gives torchmd-net's outputs and forces to floating-point rounding:
     the same weights, standardisation (``mean``/``std``), prior, reduction and head (see the
@@ -337,7 +352,7 @@ def from_torchmdnet(model_or_checkpoint: nn.Module | str | Path) -> MolecularMod
             torchmd-net wrote (for example ``torchmd-train``'s ``epoch=...ckpt``).
 
     Returns:
-        A :class:`~molgnn.models.MolecularModel` in eval mode, in the source's precision.
+        A [`MolecularModel`][molgnn.models.MolecularModel] in eval mode, in the source's precision.
 
     Raises:
         ValueError: for another architecture, head, prior or option, naming it and what
@@ -358,6 +373,10 @@ def from_torchmdnet(model_or_checkpoint: nn.Module | str | Path) -> MolecularMod
     config = _config(source)
     kept = _kept_prior(source)
     translated = _translate(state, kept[0] if kept is not None else None)
+    if source.kind == "tensornet":
+        from molgnn.interop.torchmdnet_tensornet import tensornet_state_dict
+
+        translated = tensornet_state_dict(translated, source)
     mean = translated.get("mean")
     if "dipole" in config.head and mean is not None and bool((mean != 0).any()):
         # torchmd-net adds the mean before the dipole's norm; only mean = 0 (what its data

@@ -1,25 +1,38 @@
-"""Whole models: the Equivariant Transformer, the model wrapper, configs and presets."""
+"""Whole models: the Equivariant Transformer, TensorNet, the pooled GNN, the model wrapper,
+configs and presets."""
 
-from molgnn.models.configs import ModelConfig
+from molgnn.models.configs import (
+    AUTO_PRIOR,
+    MODEL_CONFIGS,
+    PRIORS,
+    ETConfig,
+    ModelConfig,
+    PooledGNNConfig,
+    TensorNetConfig,
+)
 from molgnn.models.equivariant_transformer import EquivariantTransformer, edge_geometry, edge_pairs
-from molgnn.models.factory import MODEL_CONFIGS, PRESETS, ETConfig, build_model, model_config
+from molgnn.models.factory import PRESETS, build_model, model_config, stored_model_config
 from molgnn.models.model import MolecularModel
-from molgnn.models.pooled_gnn import CONVS, PooledGNN, PooledGNNConfig, PooledGNNEncoder, PooledHead
+from molgnn.models.pooled_gnn import PooledGNN, degree_histogram
+from molgnn.models.tensornet import TensorNet
 
 __all__ = [
-    "CONVS",
+    "AUTO_PRIOR",
     "MODEL_CONFIGS",
     "PRESETS",
+    "PRIORS",
     "ETConfig",
     "EquivariantTransformer",
     "ModelConfig",
     "MolecularModel",
     "PooledGNN",
     "PooledGNNConfig",
-    "PooledGNNEncoder",
-    "PooledHead",
+    "TensorNet",
+    "TensorNetConfig",
     "build_model",
+    "degree_histogram",
     "edge_geometry",
     "edge_pairs",
     "model_config",
+    "stored_model_config",
 ]

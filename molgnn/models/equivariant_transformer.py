@@ -59,22 +59,24 @@ class EquivariantTransformer(nn.Module):
     r"""The Equivariant Transformer (Thölke & De Fabritiis, ICLR 2022, https://arxiv.org/abs/2202.02541).
 
     Atoms start from an element embedding (optionally mixed with their neighbours' by
-    :class:`~molgnn.nn.NeighborEmbedding`) and zero vector features, then go through
-    ``num_layers`` residual :class:`~molgnn.nn.EquivariantMultiHeadAttention` updates over the
+    [`NeighborEmbedding`][molgnn.nn.NeighborEmbedding]) and zero vector features, then go through
+    ``num_layers`` residual
+    [`EquivariantMultiHeadAttention`][molgnn.nn.EquivariantMultiHeadAttention] updates over the
     radius graph (self loops included, as in torchmd-net), and a final layer norm of the scalars.
     Scalars are invariant and vectors equivariant under rotations, reflections, translations and
     atom permutations.
 
     Args:
-        hidden_channels: Feature size :math:`C` (default: ``256``).
+        hidden_channels: Feature size $C$ (default: ``256``).
         num_layers: Attention layers (default: ``8``).
         num_heads: Attention heads (default: ``8``).
-        num_rbf: Radial basis functions :math:`R` (default: ``64``).
+        num_rbf: Radial basis functions $R$ (default: ``64``).
         rbf_type: ``"expnorm"`` or ``"gauss"`` (default: ``"expnorm"``).
         trainable_rbf: Learn the radial basis (default: ``False``).
         activation: Activation name (default: ``"silu"``).
         attn_activation: Attention nonlinearity (default: ``"silu"``).
-        neighbor_embedding: Use :class:`~molgnn.nn.NeighborEmbedding` (default: ``True``).
+        neighbor_embedding: Use [`NeighborEmbedding`][molgnn.nn.NeighborEmbedding] (default:
+            ``True``).
         distance_influence: ``"keys"``, ``"values"``, ``"both"`` or ``"none"`` (default: ``"both"``).
         cutoff_lower: Lower cutoff in Å (default: ``0.0``).
         cutoff_upper: Upper cutoff in Å (default: ``5.0``).
@@ -89,7 +91,8 @@ class EquivariantTransformer(nn.Module):
         - **output:** x ``[N, C]``, vec ``[N, 3, C]``
     """
 
-    #: :meth:`forward` takes ``vectors=False`` (see :class:`~molgnn.models.MolecularModel`).
+    #: [`forward`][molgnn.models.EquivariantTransformer.forward] takes ``vectors=False`` (see
+    #: [`MolecularModel`][molgnn.models.MolecularModel]).
     can_skip_vectors = True
 
     def __init__(
@@ -189,9 +192,9 @@ class EquivariantTransformer(nn.Module):
 
         With ``vectors=False`` the last layer skips its vector update, which only the vector
         output would read, and ``vec`` is returned as ``None`` (for heads that read scalars
-        alone, such as :class:`~molgnn.nn.Scalar`).
+        alone, such as [`Scalar`][molgnn.nn.Scalar]).
 
-        A given ``edge_index`` (e.g. from :class:`~molgnn.transforms.RadiusGraph`) is reused:
+        A given ``edge_index`` (e.g. from [`RadiusGraph`][molgnn.transforms.RadiusGraph]) is reused:
         pairs outside the cutoffs are dropped and self loops added. ``edge_weight`` and
         ``edge_vec`` are accepted for the model contract but always recomputed from ``pos``, so
         forces stay exact.
@@ -222,12 +225,12 @@ class EquivariantTransformer(nn.Module):
         return self.out_norm(x), (vec if vectors else None)
 
     def compile(self, *args: Any, **kwargs: Any) -> None:
-        """Compile every attention layer's per-edge hot path with :func:`torch.compile`.
+        """Compile every attention layer's per-edge hot path with ``torch.compile``.
 
         The radius graph, the input checks and the projections stay eager; the gathers, products
         and scatters over edges, where the time goes, become a few fused loops shared by all
         layers, reused by batches of any size once the first few have compiled them. Arguments
-        go to :func:`torch.compile`.
+        go to ``torch.compile``.
         """
         if self.neighbor_embedding is not None:
             self.neighbor_embedding.compile(*args, **kwargs)

@@ -16,19 +16,20 @@ __all__ = ["MolecularModel"]
 class MolecularModel(nn.Module):
     r"""Composes a representation, an output head and a prior, and can return forces.
 
-    .. math::
-        y = \text{post}\Big(\sum_{i} \text{pre}(\mathbf{x}_i, \vec{\mathbf{v}}_i)\Big)\,\sigma
-        + \mu + \text{prior}(z), \qquad \mathbf{F} = -\partial y / \partial \mathbf{r}
+    $$
+    y = \text{post}\Big(\sum_{i} \text{pre}(\mathbf{x}_i, \vec{\mathbf{v}}_i)\Big)\,\sigma
+    + \mu + \text{prior}(z), \qquad \mathbf{F} = -\partial y / \partial \mathbf{r}
+    $$
 
     (the sum being the head's reduction), so the model predicts in the target's real units.
 
     Args:
         representation: Maps ``(z, pos, batch, edge_index, ...)`` to ``(x, vec)``.
-        head: An :class:`~molgnn.nn.OutputHead` (``pre_reduce``, ``reduce``, ``post_reduce``).
-        prior: Adds per-molecule reference values, e.g. :class:`~molgnn.nn.Atomref`.
-        mean: Target mean :math:`\mu`, ``[T]`` (default: 0).
-        std: Target standard deviation :math:`\sigma`, ``[T]`` (default: 1).
-        derivative: Also return forces :math:`-\partial y / \partial \mathbf{r}` (default: ``False``).
+        head: An [`OutputHead`][molgnn.nn.OutputHead] (``pre_reduce``, ``reduce``, ``post_reduce``).
+        prior: Adds per-molecule reference values, e.g. [`Atomref`][molgnn.nn.Atomref].
+        mean: Target mean $\mu$, ``[T]`` (default: 0).
+        std: Target standard deviation $\sigma$, ``[T]`` (default: 1).
+        derivative: Also return forces $-\partial y / \partial \mathbf{r}$ (default: ``False``).
 
     Shapes:
         - **input:** z ``[N]``, pos ``[N, 3]``, batch ``[N]``
@@ -64,7 +65,7 @@ class MolecularModel(nn.Module):
         self.config: Any = None
 
     def set_standardization(self, mean: Tensor | float, std: Tensor | float) -> None:
-        """Set :math:`\\mu` and :math:`\\sigma` (e.g. from the training targets)."""
+        """Set $\\mu$ and $\\sigma$ (e.g. from the training targets)."""
         mean_t = torch.as_tensor(mean, dtype=self.mean.dtype, device=self.mean.device).reshape(-1)
         std_t = torch.as_tensor(std, dtype=self.std.dtype, device=self.std.device).reshape(-1)
         if not (torch.isfinite(mean_t).all() and torch.isfinite(std_t).all()) or (std_t <= 0).any():
@@ -147,14 +148,14 @@ class MolecularModel(nn.Module):
         return y, -grad
 
     def compile(self, *args: Any, **kwargs: Any) -> None:
-        """Compile the representation in place with :func:`torch.compile`.
+        """Compile the representation in place with ``torch.compile``.
 
         The Equivariant Transformer compiles only its per-edge hot path (see
-        :meth:`EquivariantTransformer.compile <molgnn.models.EquivariantTransformer.compile>`);
+        [`EquivariantTransformer.compile`][molgnn.models.EquivariantTransformer.compile]);
         other representations are compiled whole. Input checks, head and prior stay eager.
         Training on forces (``derivative=True`` in training mode) differentiates twice, which
         torch.compile does not support: those steps run the ET eagerly. Arguments go to
-        :func:`torch.compile`.
+        ``torch.compile``.
         """
         self.representation.compile(*args, **kwargs)
 

@@ -18,12 +18,12 @@ __all__ = [
 
 
 def shifted_softplus(x: Tensor) -> Tensor:
-    r""":math:`\log(1 + e^x) - \log 2` (SchNet's activation), as a function."""
+    r"""$\log(1 + e^x) - \log 2$ (SchNet's activation), as a function."""
     return nn.functional.softplus(x) - math.log(2.0)
 
 
 class ShiftedSoftplus(nn.Module):
-    r""":math:`\log(1 + e^x) - \log 2`, zero at the origin (SchNet's activation)."""
+    r"""$\log(1 + e^x) - \log 2$, zero at the origin (SchNet's activation)."""
 
     def forward(self, x: Tensor) -> Tensor:
         return shifted_softplus(x)
@@ -39,7 +39,8 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "gelu": nn.GELU,
 }
 
-#: Activation name -> function (the same maps as :data:`ACTIVATIONS`, for compiled code).
+#: Activation name -> function (the same maps as [`ACTIVATIONS`][molgnn.nn.ACTIVATIONS], for
+#: compiled code).
 ACTIVATION_FUNCTIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "silu": nn.functional.silu,
     "ssp": shifted_softplus,

@@ -24,40 +24,42 @@ class EquivariantMultiHeadAttention(nn.Module):
     r"""One ET update of scalar features ``x`` and vector features ``vec``.
 
     From Thölke & De Fabritiis, ICLR 2022 (https://arxiv.org/abs/2202.02541), section 3.
-    With :math:`\mathbf{q}, \mathbf{k}, \mathbf{v}` projections of the layer-normed scalars,
-    :math:`\mathbf{d}^K, \mathbf{d}^V` projections of the radial basis and
-    :math:`\hat{\mathbf{r}}_{ij}` the unit vector from atom :math:`i` to its neighbour :math:`j`:
+    With $\mathbf{q}, \mathbf{k}, \mathbf{v}$ projections of the layer-normed scalars,
+    $\mathbf{d}^K, \mathbf{d}^V$ projections of the radial basis and
+    $\hat{\mathbf{r}}_{ij}$ the unit vector from atom $i$ to its neighbour $j$:
 
-    .. math::
-        a_{ij} = \phi\big(\textstyle\sum_c q_{i,c}\, k_{j,c}\, d^K_{ij,c}\big)\, f_\text{cut}(d_{ij}),
-        \qquad (\mathbf{s}^1, \mathbf{s}^2, \mathbf{s}^3)_{ij} = \mathbf{v}_j \odot \mathbf{d}^V_{ij}
+    $$
+    a_{ij} = \phi\big(\textstyle\sum_c q_{i,c}\, k_{j,c}\, d^K_{ij,c}\big)\, f_\text{cut}(d_{ij}),
+    \qquad (\mathbf{s}^1, \mathbf{s}^2, \mathbf{s}^3)_{ij} = \mathbf{v}_j \odot \mathbf{d}^V_{ij}
+    $$
 
-    .. math::
-        \mathbf{y}_i = \textstyle\sum_j a_{ij}\, \mathbf{s}^1_{ij}, \qquad
-        \vec{\mathbf{w}}_i = \textstyle\sum_j \vec{\mathbf{v}}_j \odot \mathbf{s}^2_{ij}
-        + \mathbf{s}^3_{ij}\, \hat{\mathbf{r}}_{ij}
+    $$
+    \mathbf{y}_i = \textstyle\sum_j a_{ij}\, \mathbf{s}^1_{ij}, \qquad
+    \vec{\mathbf{w}}_i = \textstyle\sum_j \vec{\mathbf{v}}_j \odot \mathbf{s}^2_{ij}
+    + \mathbf{s}^3_{ij}\, \hat{\mathbf{r}}_{ij}
+    $$
 
-    and the updates :math:`\Delta\mathbf{x}_i = \langle U_1\vec{\mathbf{v}}_i, U_2\vec{\mathbf{v}}_i\rangle
-    \odot \mathbf{o}^2_i + \mathbf{o}^3_i`,
-    :math:`\Delta\vec{\mathbf{v}}_i = U_3\vec{\mathbf{v}}_i \odot \mathbf{o}^1_i + \vec{\mathbf{w}}_i`,
-    with :math:`(\mathbf{o}^1, \mathbf{o}^2, \mathbf{o}^3) = O\,\mathbf{y}_i`. Attention is split
+    and the updates $\Delta\mathbf{x}_i = \langle U_1\vec{\mathbf{v}}_i,
+    U_2\vec{\mathbf{v}}_i\rangle \odot \mathbf{o}^2_i + \mathbf{o}^3_i$,
+    $\Delta\vec{\mathbf{v}}_i = U_3\vec{\mathbf{v}}_i \odot \mathbf{o}^1_i + \vec{\mathbf{w}}_i$,
+    with $(\mathbf{o}^1, \mathbf{o}^2, \mathbf{o}^3) = O\,\mathbf{y}_i$. Attention is split
     over ``num_heads`` heads. With ``vector_cutoff`` the cutoff multiplies the values instead of
     the attention weights, so the vector features also vanish smoothly at the cutoff.
 
-    Each edge points from the neighbour :math:`j` = ``edge_index[0]`` to the centre
-    :math:`i` = ``edge_index[1]`` (PyG's ``source_to_target`` flow): atom :math:`i` sums over its
+    Each edge points from the neighbour $j$ = ``edge_index[0]`` to the centre
+    $i$ = ``edge_index[1]`` (PyG's ``source_to_target`` flow): atom $i$ sums over its
     incoming edges only, and ``edge_unit`` holds
-    :math:`\hat{\mathbf{r}}_{ij} = (\mathbf{r}_j - \mathbf{r}_i) / d_{ij}`, as
-    :func:`~molgnn.models.edge_geometry` computes it.
+    $\hat{\mathbf{r}}_{ij} = (\mathbf{r}_j - \mathbf{r}_i) / d_{ij}$, as
+    [`edge_geometry`][molgnn.models.edge_geometry] computes it.
 
     Args:
-        hidden_channels: Feature size :math:`C` (divisible by ``num_heads``).
-        num_rbf: Radial basis size :math:`R`.
+        hidden_channels: Feature size $C$ (divisible by ``num_heads``).
+        num_rbf: Radial basis size $R$.
         distance_influence: Where distances enter: ``"keys"``, ``"values"``, ``"both"`` or
             ``"none"`` (default: ``"both"``).
-        num_heads: Attention heads :math:`H` (default: ``8``).
+        num_heads: Attention heads $H$ (default: ``8``).
         activation: Activation of the distance projections (default: ``"silu"``).
-        attn_activation: Attention nonlinearity :math:`\phi` (default: ``"silu"``).
+        attn_activation: Attention nonlinearity $\phi$ (default: ``"silu"``).
         cutoff_lower: Lower cutoff in Å (default: ``0.0``).
         cutoff_upper: Upper cutoff in Å (default: ``5.0``).
         vector_cutoff: Apply the cutoff to the values (default: ``False``).
@@ -208,7 +210,7 @@ class EquivariantMultiHeadAttention(nn.Module):
 
         With ``edge_pair`` ``[E]``, ``edge_attr`` holds one row per unordered atom pair
         (``[U, R]``) and ``edge_pair`` gives each edge's row (see
-        :func:`~molgnn.models.edge_pairs`): the distance filters, the layer's largest matrix
+        [`edge_pairs`][molgnn.models.edge_pairs]): the distance filters, the layer's largest matrix
         products, then run once per pair instead of once per edge. ``vec=None`` stands for
         all-zero vector features (the ET's first layer) and skips the terms that vanish;
         ``vectors=False`` skips the vector update (``dvec`` is ``None``), for a last layer whose
@@ -271,13 +273,13 @@ class EquivariantMultiHeadAttention(nn.Module):
         return _compiled(options, static)(*tensors)
 
     def compile(self, *args: Any, **kwargs: Any) -> None:
-        """Compile the per-edge hot path with :func:`torch.compile`, in place.
+        """Compile the per-edge hot path with ``torch.compile``, in place.
 
         Only the edge work is compiled (gathers, products and the scatters into atoms, fused
         into a few loops); the projections stay eager. Layers of the same shape share one set
         of kernels. Atom and edge counts become dynamic after the first batch of a new size, so
         the first few batches are slow while it compiles, and later ones reuse the kernels.
-        Arguments go to :func:`torch.compile`.
+        Arguments go to ``torch.compile``.
         """
         self._compile_options = compile_options(args, kwargs)
 

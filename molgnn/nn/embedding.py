@@ -20,20 +20,21 @@ class NeighborEmbedding(nn.Module):
     From the Equivariant Transformer (Thölke & De Fabritiis, ICLR 2022,
     https://arxiv.org/abs/2202.02541, eq. 3):
 
-    .. math::
-        \mathbf{x}_i \leftarrow W_c \left[\mathbf{x}_i,\;
-        \sum_{j \ne i} \left(W_d\, \mathbf{e}(d_{ij})\, f_\text{cut}(d_{ij})\right)
-        \odot \mathbf{u}(z_j)\right]
+    $$
+    \mathbf{x}_i \leftarrow W_c \left[\mathbf{x}_i,\;
+    \sum_{j \ne i} \left(W_d\, \mathbf{e}(d_{ij})\, f_\text{cut}(d_{ij})\right)
+    \odot \mathbf{u}(z_j)\right]
+    $$
 
-    with :math:`\mathbf{u}` a second per-element embedding and :math:`\mathbf{e}` the radial
-    basis. Messages flow along the edges, from the neighbour :math:`j` = ``edge_index[0]`` into
-    the centre :math:`i` = ``edge_index[1]`` (PyG's ``source_to_target`` flow, as in
-    :class:`~molgnn.nn.EquivariantMultiHeadAttention`), so on a directed graph atom :math:`i` sums
-    over its incoming edges only. Self loops in ``edge_index`` are ignored.
+    with $\mathbf{u}$ a second per-element embedding and $\mathbf{e}$ the radial
+    basis. Messages flow along the edges, from the neighbour $j$ = ``edge_index[0]`` into
+    the centre $i$ = ``edge_index[1]`` (PyG's ``source_to_target`` flow, as in
+    [`EquivariantMultiHeadAttention`][molgnn.nn.EquivariantMultiHeadAttention]), so on a directed
+    graph atom $i$ sums over its incoming edges only. Self loops in ``edge_index`` are ignored.
 
     Args:
-        hidden_channels: Feature size :math:`C`.
-        num_rbf: Radial basis size :math:`R`.
+        hidden_channels: Feature size $C$.
+        num_rbf: Radial basis size $R$.
         cutoff_lower: Lower cutoff in Å (default: ``0.0``).
         cutoff_upper: Upper cutoff in Å (default: ``5.0``).
         max_z: Largest atomic number + 1 (default: ``100``).
@@ -81,7 +82,7 @@ class NeighborEmbedding(nn.Module):
 
         With ``edge_pair`` ``[E]``, ``edge_attr`` holds one row per unordered atom pair
         (``[U, R]``) and ``edge_pair`` gives each edge's row (see
-        :func:`~molgnn.models.edge_pairs`); the distance projection then runs once per pair.
+        [`edge_pairs`][molgnn.models.edge_pairs]); the distance projection then runs once per pair.
         """
         filt = self.distance_proj(edge_attr)  # [E or U, C]
         # Self loops are masked out through the cutoff factor rather than dropped, which would
@@ -97,8 +98,8 @@ class NeighborEmbedding(nn.Module):
     def compile(self, *args: Any, **kwargs: Any) -> None:
         """Compile the per-edge part (gathers, products, the sum into atoms), in place.
 
-        Arguments go to :func:`torch.compile`; see
-        :meth:`EquivariantMultiHeadAttention.compile <molgnn.nn.EquivariantMultiHeadAttention.compile>`.
+        Arguments go to ``torch.compile``; see
+        [`EquivariantMultiHeadAttention.compile`][molgnn.nn.EquivariantMultiHeadAttention.compile].
         """
         self._compile_options = compile_options(args, kwargs)
 

@@ -21,16 +21,17 @@ def safe_norm(vec: Tensor, dim: int) -> Tensor:
 class GatedEquivariantBlock(nn.Module):
     r"""Gated equivariant block of Schütt et al., ICML 2021 (PaiNN, https://arxiv.org/abs/2102.03150).
 
-    .. math::
-        (\mathbf{x}', \mathbf{g}) = \text{MLP}\left([\mathbf{x},\;
-        \lVert W_1 \vec{\mathbf{v}} \rVert]\right), \qquad
-        \vec{\mathbf{v}}' = \mathbf{g} \odot W_2 \vec{\mathbf{v}}
+    $$
+    (\mathbf{x}', \mathbf{g}) = \text{MLP}\left([\mathbf{x},\;
+    \lVert W_1 \vec{\mathbf{v}} \rVert]\right), \qquad
+    \vec{\mathbf{v}}' = \mathbf{g} \odot W_2 \vec{\mathbf{v}}
+    $$
 
     Vector norms are taken over the Cartesian axis; scalars stay invariant, vectors rotate.
 
     Args:
-        hidden_channels: Input feature size :math:`C`.
-        out_channels: Output feature size :math:`C'`.
+        hidden_channels: Input feature size $C$.
+        out_channels: Output feature size $C'$.
         intermediate_channels: Hidden width of the MLP (default: ``hidden_channels``).
         activation: Activation name (default: ``"silu"``).
         scalar_activation: Apply the activation to the output scalars (default: ``False``).

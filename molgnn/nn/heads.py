@@ -8,6 +8,7 @@ from typing import ClassVar, cast
 import torch
 from torch import Tensor, nn
 
+from molgnn.data.keys import atomic_mass_table, check_atomic_masses
 from molgnn.nn.gated import GatedEquivariantBlock, safe_norm
 from molgnn.nn.mlp import MLP
 from molgnn.nn.reduce import check_reduce_op, reduce_atoms
@@ -25,21 +26,15 @@ __all__ = [
     "atomic_masses",
 ]
 
-# Standard atomic weights (IUPAC) of H..Kr; heavier elements fall back to 2.5 z (a rough value,
-# used only to place the origin of dipole moments).
-_MASSES = (
-    1.008, 4.0026, 6.94, 9.0122, 10.81, 12.011, 14.007, 15.999, 18.998, 20.180, 22.990, 24.305,
-    26.982, 28.085, 30.974, 32.06, 35.45, 39.95, 39.098, 40.078, 44.956, 47.867, 50.942, 51.996,
-    54.938, 55.845, 58.933, 58.693, 63.546, 65.38, 69.723, 72.630, 74.922, 78.971, 79.904, 83.798,
-)  # fmt: skip
-
 
 def atomic_masses(max_z: int = 100) -> Tensor:
-    """Atomic masses indexed by atomic number, ``[max_z]`` (index 0 is 0)."""
-    table = torch.tensor([2.5 * z for z in range(max_z)])
-    table[0] = 0.0
-    table[1 : len(_MASSES) + 1] = torch.tensor(_MASSES)[: max_z - 1]
-    return table
+    """Atomic masses indexed by atomic number, ``[max_z]``:
+    [`molgnn.data.keys.ATOMIC_MASSES`][molgnn.data.keys.ATOMIC_MASSES].
+
+    Index 0 and the elements without a standard atomic weight hold 0, "no mass" (the heads
+    refuse them, see [`check_atomic_masses`][molgnn.data.keys.check_atomic_masses]).
+    """
+    return torch.tensor(atomic_mass_table(max_z))
 
 
 class OutputHead(nn.Module, metaclass=ABCMeta):
@@ -50,10 +45,10 @@ class OutputHead(nn.Module, metaclass=ABCMeta):
     instead of ignoring it.
 
     Args:
-        hidden_channels: Feature size :math:`C` of the representation (at least 2).
-        reduce_op: A name from :data:`~molgnn.nn.reduce.REDUCE_OPS`: ``"sum"``, ``"mean"`` or
+        hidden_channels: Feature size $C$ of the representation (at least 2).
+        reduce_op: A name from [`REDUCE_OPS`][molgnn.nn.REDUCE_OPS]: ``"sum"``, ``"mean"`` or
             ``"torchmdnet_mean"`` (default: ``"sum"``).
-        out_channels: Number of targets :math:`T` (default: ``1``).
+        out_channels: Number of targets $T$ (default: ``1``).
         num_hidden_layers: Extra hidden layers of the head's MLP (default: ``0``).
     """
 
@@ -120,13 +115,14 @@ class OutputHead(nn.Module, metaclass=ABCMeta):
 
 
 class Scalar(OutputHead):
-    r"""Per-atom MLP on the scalar features, reduced over atoms: :math:`y = \sum_i \text{MLP}(\mathbf{x}_i)`.
+    r"""Per-atom MLP on the scalar features, reduced over atoms:
+    $y = \sum_i \text{MLP}(\mathbf{x}_i)$.
 
     Args:
-        hidden_channels: Feature size :math:`C` (the MLP's hidden width is :math:`C/2`).
+        hidden_channels: Feature size $C$ (the MLP's hidden width is $C/2$).
         activation: Activation name (default: ``"silu"``).
         reduce_op: ``"sum"``, ``"mean"`` or ``"torchmdnet_mean"`` (default: ``"sum"``).
-        out_channels: Number of targets :math:`T` (default: ``1``).
+        out_channels: Number of targets $T$ (default: ``1``).
         num_hidden_layers: Extra hidden layers of the MLP (default: ``0``).
 
     Shapes:
@@ -161,15 +157,16 @@ class Scalar(OutputHead):
 
 
 class EquivariantScalar(OutputHead):
-    r"""Two :class:`GatedEquivariantBlock` s (:math:`C \to C/2 \to T`) per atom, then a reduction.
+    r"""Two [`GatedEquivariantBlock`][molgnn.nn.GatedEquivariantBlock]s ($C \to C/2 \to T$) per
+    atom, then a reduction.
 
     Uses both scalar and vector features; the result is invariant.
 
     Args:
-        hidden_channels: Feature size :math:`C`.
+        hidden_channels: Feature size $C$.
         activation: Activation name (default: ``"silu"``).
         reduce_op: ``"sum"``, ``"mean"`` or ``"torchmdnet_mean"`` (default: ``"sum"``).
-        out_channels: Number of targets :math:`T` (default: ``1``).
+        out_channels: Number of targets $T$ (default: ``1``).
         num_hidden_layers: Must be ``0``: the gated blocks have a fixed depth.
 
     Shapes:
@@ -218,24 +215,55 @@ class EquivariantScalar(OutputHead):
         return self._gated(x, vec)[0]
 
 
-def _centred(pos: Tensor, z: Tensor, batch: Tensor, masses: Tensor) -> Tensor:
-    """Positions relative to each molecule's centre of mass, ``[N, 3]``."""
-    num_graphs = int(batch.max()) + 1 if batch.numel() else 0
-    m = masses[z].unsqueeze(1).to(pos.dtype)  # [N, 1]
-    centre = scatter_sum(m * pos, batch, num_graphs) / scatter_sum(m, batch, num_graphs)
-    return pos - centre[batch]
+class _CentreOfMass(OutputHead):
+    """What the heads that work relative to each molecule's centre of mass share: a mass
+    table ``atomic_mass`` ``[max_z]`` and one fixed-form output per molecule, with no prior."""
+
+    atomic_mass: Tensor
+    allows_prior = False
+    multi_output = False
+    needs_max_z = True
+
+    def _keep_masses(self, max_z: int) -> None:
+        self.register_buffer("atomic_mass", atomic_masses(max_z))
+
+    def centred(self, pos: Tensor, z: Tensor, batch: Tensor) -> Tensor:
+        """Positions relative to each molecule's centre of mass, ``[N, 3]``.
+
+        Raises:
+            ValueError: for an element without an atomic mass, naming it.
+        """
+        if batch.numel() == 0:
+            return pos
+        m = self.atomic_mass[z]  # [N]
+        last, massless = torch.stack([batch.max(), (m <= 0).sum()]).tolist()  # one host sync
+        if massless:
+            check_atomic_masses(z[m <= 0].tolist(), where=type(self).__name__)
+        m = m.unsqueeze(1).to(pos.dtype)  # [N, 1]
+        num_graphs = int(last) + 1
+        centre = scatter_sum(m * pos, batch, num_graphs) / scatter_sum(m, batch, num_graphs)
+        return pos - centre[batch]
 
 
-class DipoleMoment(Scalar):
+class _Dipole(_CentreOfMass):
+    """The dipole heads' output: the magnitude ``[B, 1]``, or with ``vector`` the vector ``[B, 3]``."""
+
+    vector: bool
+
+    def post_reduce(self, y: Tensor) -> Tensor:
+        return y if self.vector else safe_norm(y, dim=-1).unsqueeze(-1)
+
+
+class DipoleMoment(_Dipole, Scalar):
     r"""Dipole moment from learned atomic charges.
 
-    :math:`\boldsymbol\mu = \sum_i q_i (\mathbf{r}_i - \mathbf{r}_\text{cm})`.
+    $\boldsymbol\mu = \sum_i q_i (\mathbf{r}_i - \mathbf{r}_\text{cm})$.
 
-    Returns the magnitude :math:`\lVert\boldsymbol\mu\rVert` ``[B, 1]`` (invariant), or with
+    Returns the magnitude $\lVert\boldsymbol\mu\rVert$ ``[B, 1]`` (invariant), or with
     ``vector=True`` the vector ``[B, 3]``, which rotates (and reflects) with the molecule.
 
     Args:
-        hidden_channels: Feature size :math:`C`.
+        hidden_channels: Feature size $C$.
         activation: Activation name (default: ``"silu"``).
         reduce_op: Reduction of the atomic terms (default: ``"sum"``, the physical dipole).
         out_channels: Must be ``1`` (one dipole per molecule; use ``vector=True`` for its
@@ -244,15 +272,14 @@ class DipoleMoment(Scalar):
         vector: Return the vector instead of its magnitude (default: ``False``).
         max_z: Size of the atomic-mass table (default: ``100``).
 
+    Raises:
+        ValueError: in ``forward``, for an element without an atomic mass (see
+            [`molgnn.data.keys.ATOMIC_MASSES`][molgnn.data.keys.ATOMIC_MASSES]).
+
     Shapes:
         - **pre_reduce:** ``[N, 3]``
         - **output:** ``[B, 1]`` or ``[B, 3]``
     """
-
-    atomic_mass: Tensor
-    allows_prior = False
-    multi_output = False
-    needs_max_z = True
 
     def __init__(
         self,
@@ -266,26 +293,23 @@ class DipoleMoment(Scalar):
     ) -> None:
         super().__init__(hidden_channels, activation, reduce_op, out_channels, num_hidden_layers)
         self.vector = vector
-        self.register_buffer("atomic_mass", atomic_masses(max_z))
+        self._keep_masses(max_z)
 
     def pre_reduce(
         self, x: Tensor, vec: Tensor | None, z: Tensor, pos: Tensor, batch: Tensor
     ) -> Tensor:
         charges = self.output_network(x)  # [N, 1]
-        return charges * _centred(pos, z, batch, self.atomic_mass)
-
-    def post_reduce(self, y: Tensor) -> Tensor:
-        return y if self.vector else safe_norm(y, dim=-1).unsqueeze(-1)
+        return charges * self.centred(pos, z, batch)
 
 
-class EquivariantDipoleMoment(EquivariantScalar):
+class EquivariantDipoleMoment(_Dipole, EquivariantScalar):
     r"""Dipole moment from atomic charges and atomic dipoles (gated equivariant blocks).
 
-    :math:`\boldsymbol\mu = \sum_i q_i (\mathbf{r}_i - \mathbf{r}_\text{cm}) + \vec{\boldsymbol\mu}_i`.
+    $\boldsymbol\mu = \sum_i q_i (\mathbf{r}_i - \mathbf{r}_\text{cm}) + \vec{\boldsymbol\mu}_i$.
     Magnitude ``[B, 1]`` by default, the vector ``[B, 3]`` with ``vector=True``.
 
     Args:
-        hidden_channels: Feature size :math:`C`.
+        hidden_channels: Feature size $C$.
         activation: Activation name (default: ``"silu"``).
         reduce_op: Reduction of the atomic terms (default: ``"sum"``, the physical dipole).
         out_channels: Must be ``1`` (one dipole per molecule).
@@ -293,15 +317,14 @@ class EquivariantDipoleMoment(EquivariantScalar):
         vector: Return the vector instead of its magnitude (default: ``False``).
         max_z: Size of the atomic-mass table (default: ``100``).
 
+    Raises:
+        ValueError: in ``forward``, for an element without an atomic mass (see
+            [`molgnn.data.keys.ATOMIC_MASSES`][molgnn.data.keys.ATOMIC_MASSES]).
+
     Shapes:
         - **pre_reduce:** ``[N, 3]``
         - **output:** ``[B, 1]`` or ``[B, 3]``
     """
-
-    atomic_mass: Tensor
-    allows_prior = False
-    multi_output = False
-    needs_max_z = True
 
     def __init__(
         self,
@@ -315,42 +338,38 @@ class EquivariantDipoleMoment(EquivariantScalar):
     ) -> None:
         super().__init__(hidden_channels, activation, reduce_op, out_channels, num_hidden_layers)
         self.vector = vector
-        self.register_buffer("atomic_mass", atomic_masses(max_z))
+        self._keep_masses(max_z)
 
     def pre_reduce(
         self, x: Tensor, vec: Tensor | None, z: Tensor, pos: Tensor, batch: Tensor
     ) -> Tensor:
         charges, dipoles = self._gated(x, vec)  # [N, 1], [N, 3, 1]
-        return charges * _centred(pos, z, batch, self.atomic_mass) + dipoles.squeeze(-1)
-
-    def post_reduce(self, y: Tensor) -> Tensor:
-        return y if self.vector else safe_norm(y, dim=-1).unsqueeze(-1)
+        return charges * self.centred(pos, z, batch) + dipoles.squeeze(-1)
 
 
-class ElectronicSpatialExtent(Scalar):
-    r"""Electronic spatial extent :math:`\langle R^2 \rangle` (QM9's ``R2``, in :math:`a_0^2`).
+class ElectronicSpatialExtent(_CentreOfMass, Scalar):
+    r"""Electronic spatial extent $\langle R^2 \rangle$ (QM9's ``R2``, in $a_0^2$).
 
     A learned per-atom weight times the squared distance from the centre of mass,
-    :math:`R^2 = \sum_i q_i \lVert \mathbf{r}_i - \mathbf{r}_\text{cm} \rVert^2`, which is
+    $R^2 = \sum_i q_i \lVert \mathbf{r}_i - \mathbf{r}_\text{cm} \rVert^2$, which is
     invariant (torchmd-net's ``ElectronicSpatialExtent`` and its ``Equivariant`` alias).
 
     Args:
-        hidden_channels: Feature size :math:`C`.
+        hidden_channels: Feature size $C$.
         activation: Activation name (default: ``"silu"``).
         reduce_op: Reduction of the atomic terms (default: ``"sum"``).
         out_channels: Must be ``1``.
         num_hidden_layers: Extra hidden layers of the MLP (default: ``0``).
         max_z: Size of the atomic-mass table (default: ``100``).
 
+    Raises:
+        ValueError: in ``forward``, for an element without an atomic mass (see
+            [`molgnn.data.keys.ATOMIC_MASSES`][molgnn.data.keys.ATOMIC_MASSES]).
+
     Shapes:
         - **pre_reduce:** x ``[N, C]`` -> ``[N, 1]``
         - **output:** ``[B, 1]``
     """
-
-    atomic_mass: Tensor
-    allows_prior = False
-    multi_output = False
-    needs_max_z = True
 
     def __init__(
         self,
@@ -362,25 +381,25 @@ class ElectronicSpatialExtent(Scalar):
         max_z: int = 100,
     ) -> None:
         super().__init__(hidden_channels, activation, reduce_op, out_channels, num_hidden_layers)
-        self.register_buffer("atomic_mass", atomic_masses(max_z))
+        self._keep_masses(max_z)
 
     def pre_reduce(
         self, x: Tensor, vec: Tensor | None, z: Tensor, pos: Tensor, batch: Tensor
     ) -> Tensor:
         weight = self.output_network(x)  # [N, 1]
-        r2 = _centred(pos, z, batch, self.atomic_mass).square().sum(-1, keepdim=True)  # [N, 1]
+        r2 = self.centred(pos, z, batch).square().sum(-1, keepdim=True)  # [N, 1]
         return weight * r2
 
 
 class EquivariantVectorOutput(EquivariantScalar):
     r"""One vector per molecule from the gated blocks' vector output.
 
-    :math:`\vec{\mathbf{y}} = \sum_i \vec{\mathbf{v}}_i` with :math:`\vec{\mathbf{v}}_i` the
-    vector output of two gated equivariant blocks (:math:`C \to C/2 \to 1`); it rotates and
+    $\vec{\mathbf{y}} = \sum_i \vec{\mathbf{v}}_i$ with $\vec{\mathbf{v}}_i$ the
+    vector output of two gated equivariant blocks ($C \to C/2 \to 1$); it rotates and
     reflects with the molecule (e.g. a dipole vector or per-molecule forces).
 
     Args:
-        hidden_channels: Feature size :math:`C`.
+        hidden_channels: Feature size $C$.
         activation: Activation name (default: ``"silu"``).
         reduce_op: Reduction of the atomic vectors (default: ``"sum"``; torchmd-net always sums).
         out_channels: Must be ``1`` (one vector per molecule).

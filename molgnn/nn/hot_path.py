@@ -46,8 +46,8 @@ def eager_hot_path() -> Iterator[None]:
     r"""Run compiled layers eagerly inside this block.
 
     For graphs that will be differentiated twice (training on forces, where the loss holds
-    :math:`-\partial E / \partial \mathbf{r}`): torch.compile does not support double backward.
-    :class:`~molgnn.models.MolecularModel` enters it by itself when it needs to.
+    $-\partial E / \partial \mathbf{r}$): torch.compile does not support double backward.
+    [`MolecularModel`][molgnn.models.MolecularModel] enters it by itself when it needs to.
     """
     previous = getattr(_EAGER, "active", False)
     _EAGER.active = True

@@ -1,4 +1,5 @@
-"""Global pooling over the atoms of each molecule, chosen by name (PyG's aggregations)."""
+"""Global pooling over the atoms of each molecule, chosen by name (PyG's aggregations), and the
+pooled output head."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ from torch_geometric.nn.aggr import (
     SumAggregation,
 )
 
-__all__ = ["POOLS", "GlobalPool"]
+from molgnn.nn.heads import OutputHead
+from molgnn.nn.mlp import MLP
+
+__all__ = ["POOLS", "GlobalPool", "PooledHead"]
 
 
 def _attention(channels: int, set2set_steps: int) -> Aggregation:
@@ -36,15 +40,15 @@ class GlobalPool(nn.Module):
     r"""Pools the atom features of each molecule into one vector.
 
     ``sum``, ``mean`` and ``max`` reduce each feature over the atoms. ``attention`` is PyG's
-    :class:`~torch_geometric.nn.aggr.AttentionalAggregation` (global soft attention, Li et al.,
+    ``AttentionalAggregation`` (global soft attention, Li et al.,
     2016, https://arxiv.org/abs/1511.05493) with a learned gate
-    :math:`\mathbf{y} = \sum_i \operatorname{softmax}_i(g(\mathbf{x}_i))\,\mathbf{x}_i`.
-    ``set2set`` is PyG's :class:`~torch_geometric.nn.aggr.Set2Set` (Vinyals et al., 2016,
+    $\mathbf{y} = \sum_i \operatorname{softmax}_i(g(\mathbf{x}_i))\,\mathbf{x}_i$.
+    ``set2set`` is PyG's ``Set2Set`` (Vinyals et al., 2016,
     https://arxiv.org/abs/1511.06391), whose output is twice as wide.
 
     Args:
-        pool: A name from :data:`POOLS`.
-        channels: Feature size :math:`C`.
+        pool: A name from [`POOLS`][molgnn.nn.POOLS].
+        channels: Feature size $C$.
         set2set_steps: Processing steps of ``set2set`` (default: ``3``).
 
     Raises:
@@ -77,3 +81,71 @@ class GlobalPool(nn.Module):
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.pool!r}, channels={self.channels})"
+
+
+class PooledHead(OutputHead):
+    """Global pooling, then an MLP: atom features ``[N, C]`` to predictions ``[B, T]``.
+
+    ``pre_reduce`` passes the atom features through, ``reduce`` is the chosen
+    [`GlobalPool`][molgnn.nn.GlobalPool] and ``post_reduce`` the MLP (one hidden layer of width
+    $C$). The head of [`PooledGNN`][molgnn.models.PooledGNN] (see
+    [`PooledGNNConfig`][molgnn.models.PooledGNNConfig]).
+
+    Args:
+        hidden_channels: Feature size $C$.
+        pool: A name from [`POOLS`][molgnn.nn.POOLS] (default: ``"sum"``).
+        out_channels: Targets $T$ (default: ``1``).
+        activation: Activation name (default: ``"silu"``).
+        dropout: Dropout before the MLP (default: ``0.0``).
+
+    Raises:
+        ValueError: for an unknown ``pool``, listing the valid names.
+
+    Shapes:
+        - **input:** x ``[N, C]``, batch ``[N]``
+        - **output:** ``[B, T]``
+    """
+
+    def __init__(
+        self,
+        hidden_channels: int,
+        pool: str = "sum",
+        out_channels: int = 1,
+        activation: str = "silu",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(hidden_channels, out_channels=out_channels)
+        self.pooling = GlobalPool(pool, hidden_channels)
+        self.dropout = nn.Dropout(dropout)
+        self.mlp = MLP(
+            self.pooling.out_channels,
+            hidden_channels,
+            out_channels,
+            activation,
+            num_hidden_layers=1,
+        )
+
+    def reset_parameters(self) -> None:
+        """Re-initialise the pooling and the MLP."""
+        self.pooling.reset_parameters()
+        self.mlp.reset_parameters()
+
+    def pre_reduce(
+        self, x: Tensor, vec: Tensor | None, z: Tensor, pos: Tensor, batch: Tensor
+    ) -> Tensor:
+        """The atom features, unchanged: ``[N, C]``."""
+        return x
+
+    def reduce(self, h: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+        """The chosen global pooling: ``[N, C]`` -> ``[B, C]`` (``[B, 2C]`` for ``set2set``)."""
+        return self.pooling(h, batch, num_graphs)
+
+    def post_reduce(self, y: Tensor) -> Tensor:
+        """The MLP: ``[B, C]`` -> ``[B, T]``."""
+        return self.mlp(self.dropout(y))
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}(pool={self.pooling.pool!r}, "
+            f"out_channels={self.out_channels})"
+        )

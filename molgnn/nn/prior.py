@@ -13,11 +13,11 @@ __all__ = ["Atomref"]
 
 
 class Atomref(nn.Module):
-    r"""Adds per-element reference values: :math:`y_b \mathrel{+}= \sum_{i \in b} E_\text{ref}(z_i)`.
+    r"""Adds per-element reference values: $y_b \mathrel{+}= \sum_{i \in b} E_\text{ref}(z_i)$.
 
-    With QM9's isolated-atom energies (:meth:`from_qm9`) a model of U0 only has to learn the
-    atomization energy. Values can also be fitted by least squares on training data
-    (:meth:`fit`).
+    With QM9's isolated-atom energies ([`from_qm9`][molgnn.nn.Atomref.from_qm9]) a model of U0 only
+    has to learn the atomization energy. Values can also be fitted by least squares on training data
+    ([`fit`][molgnn.nn.Atomref.fit]).
 
     Args:
         reference: Values by atomic number, ``[max_z]`` (default: zeros).

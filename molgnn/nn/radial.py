@@ -13,16 +13,17 @@ __all__ = ["RBFS", "CosineCutoff", "ExpNormalSmearing", "GaussianSmearing"]
 class CosineCutoff(nn.Module):
     r"""Smooth cutoff that goes from 1 to 0 between ``cutoff_lower`` and ``cutoff_upper``.
 
-    .. math::
-        f(d) = \tfrac12 \left(\cos\left(\pi \tfrac{d - r_l}{r_u - r_l}\cdot 2 + \pi\right)
-        + 1\right) \text{ for } r_l > 0, \qquad
-        f(d) = \tfrac12 \left(\cos\left(\pi d / r_u\right) + 1\right) \text{ for } r_l = 0,
+    $$
+    f(d) = \tfrac12 \left(\cos\left(\pi \tfrac{d - r_l}{r_u - r_l}\cdot 2 + \pi\right)
+    + 1\right) \text{ for } r_l > 0, \qquad
+    f(d) = \tfrac12 \left(\cos\left(\pi d / r_u\right) + 1\right) \text{ for } r_l = 0,
+    $$
 
-    and :math:`f(d) = 0` outside :math:`[r_l, r_u)`.
+    and $f(d) = 0$ outside $[r_l, r_u)$.
 
     Args:
-        cutoff_lower: Lower cutoff :math:`r_l` in Å (default: ``0.0``).
-        cutoff_upper: Upper cutoff :math:`r_u` in Å (default: ``5.0``).
+        cutoff_lower: Lower cutoff $r_l$ in Å (default: ``0.0``).
+        cutoff_upper: Upper cutoff $r_u$ in Å (default: ``5.0``).
 
     Shapes:
         - **input:** distances ``[*]``
@@ -56,14 +57,15 @@ class CosineCutoff(nn.Module):
 
 
 class GaussianSmearing(nn.Module):
-    r"""Gaussians :math:`e^{-\gamma (d - \mu_k)^2}` at ``num_rbf`` centres evenly spaced on the cutoff range.
+    r"""Gaussians $e^{-\gamma (d - \mu_k)^2}$ at ``num_rbf`` centres evenly spaced on the cutoff
+    range.
 
-    :math:`\gamma = 1 / (2 \Delta^2)` with :math:`\Delta` the spacing of the centres.
+    $\gamma = 1 / (2 \Delta^2)$ with $\Delta$ the spacing of the centres.
 
     Args:
         cutoff_lower: First centre in Å (default: ``0.0``).
         cutoff_upper: Last centre in Å (default: ``5.0``).
-        num_rbf: Number of Gaussians :math:`R` (default: ``50``).
+        num_rbf: Number of Gaussians $R$ (default: ``50``).
         trainable: Learn the centres and width (default: ``True``).
 
     Shapes:
@@ -119,19 +121,20 @@ class GaussianSmearing(nn.Module):
 class ExpNormalSmearing(nn.Module):
     r"""Exponential-normal radial basis of PhysNet (Unke & Meuwly, JCTC 2019), used by the ET.
 
-    .. math::
-        e_k(d) = f_\text{cut}(d)\, \exp\!\left(-\beta_k \left(e^{-\alpha (d - r_l)} - \mu_k\right)^2\right),
-        \qquad \alpha = 5 / (r_u - r_l),
+    $$
+    e_k(d) = f_\text{cut}(d)\, \exp\!\left(-\beta_k \left(e^{-\alpha (d - r_l)} - \mu_k\right)^2\right),
+    \qquad \alpha = 5 / (r_u - r_l),
+    $$
 
-    with :math:`\mu_k` evenly spaced on :math:`[e^{-(r_u - r_l)}, 1]`,
-    :math:`\beta_k = \left(2 (1 - e^{-(r_u - r_l)}) / R\right)^{-2}` and :math:`f_\text{cut}` a
-    :class:`CosineCutoff` on :math:`[0, r_u]`.
+    with $\mu_k$ evenly spaced on $[e^{-(r_u - r_l)}, 1]$,
+    $\beta_k = \left(2 (1 - e^{-(r_u - r_l)}) / R\right)^{-2}$ and $f_\text{cut}$ a
+    [`CosineCutoff`][molgnn.nn.CosineCutoff] on $[0, r_u]$.
 
     Args:
-        cutoff_lower: Lower cutoff :math:`r_l` in Å (default: ``0.0``).
-        cutoff_upper: Upper cutoff :math:`r_u` in Å (default: ``5.0``).
-        num_rbf: Number of functions :math:`R` (default: ``50``).
-        trainable: Learn :math:`\mu` and :math:`\beta` (default: ``True``).
+        cutoff_lower: Lower cutoff $r_l$ in Å (default: ``0.0``).
+        cutoff_upper: Upper cutoff $r_u$ in Å (default: ``5.0``).
+        num_rbf: Number of functions $R$ (default: ``50``).
+        trainable: Learn $\mu$ and $\beta$ (default: ``True``).
 
     Shapes:
         - **input:** distances ``[E]``

@@ -40,10 +40,11 @@ class NeighborTruncation:
 
 @dataclass
 class TruncationReport:
-    """Every truncated molecule of the radius graphs built inside :func:`record_truncation`.
+    """Every truncated molecule of the radius graphs built inside
+    [`record_truncation`][molgnn.nn.record_truncation].
 
     Attributes:
-        entries: One :class:`NeighborTruncation` per truncated molecule and graph built.
+        entries: One ``NeighborTruncation`` per truncated molecule and graph built.
     """
 
     entries: list[NeighborTruncation] = field(default_factory=list)
@@ -65,18 +66,19 @@ _RECORDING: ContextVar[TruncationReport | None] = ContextVar("molgnn_truncation"
 def record_truncation() -> Iterator[TruncationReport]:
     """Record the molecules whose radius graphs lose pairs to ``max_num_neighbors``.
 
-    :func:`radius_graph` silently keeps the nearest ``max_num_neighbors`` of a crowded atom, as
-    ``torch_cluster`` does; inside this context it also reports what it left out, so that
-    callers such as :func:`molgnn.predict` can flag those molecules. Recording costs a few
-    reductions, and only when a graph is actually truncated. The record is per thread (and per
-    asyncio task).
+    [`radius_graph`][molgnn.nn.radius_graph] silently keeps the nearest ``max_num_neighbors`` of a
+    crowded atom, as ``torch_cluster`` does; inside this context it also reports what it left out,
+    so that callers such as [`molgnn.predict`][molgnn.inference.predict] can flag those molecules.
+    Recording costs a few reductions, and only when a graph is actually truncated. The record is per
+    thread (and per asyncio task).
 
-    Example::
-
+    Example:
+        ```python
         with record_truncation() as report:
             model(z, pos, batch)
         for mol, t in report.by_molecule().items():
             print(mol, f"{t.dropped} of {t.found} pairs dropped")
+        ```
     """
     report = TruncationReport()
     token = _RECORDING.set(report)
@@ -249,13 +251,13 @@ def radius_graph(
     r"""All pairs of atoms of the same molecule closer than ``r``.
 
     Edges point from neighbour to centre (PyG's ``source_to_target`` flow): ``edge_index[0]`` is
-    the neighbour :math:`j`, ``edge_index[1]`` the centre :math:`i`, and the pair is kept when
-    :math:`\lVert \mathbf{r}_j - \mathbf{r}_i \rVert^2 < r^2` (computed in the dtype of ``pos``).
+    the neighbour $j$, ``edge_index[1]`` the centre $i$, and the pair is kept when
+    $\lVert \mathbf{r}_j - \mathbf{r}_i \rVert^2 < r^2$ (computed in the dtype of ``pos``).
     When an atom has more than ``max_num_neighbors`` neighbours, the nearest are kept (ties go to
     the lower index), so the result never depends on the order in which pairs were found; inside
-    :func:`record_truncation`, the molecules that lost pairs are reported. Edges
-    are sorted by centre, then by neighbour, and index the atoms in their given order (``batch``
-    need not be sorted).
+    [`record_truncation`][molgnn.nn.record_truncation], the molecules that lost pairs are reported.
+    Edges are sorted by centre, then by neighbour, and index the atoms in their given order
+    (``batch`` need not be sorted).
 
     The search compares all pairs within each molecule: molecules of similar size are padded into
     one ``[B, M, M]`` block, others are searched pair by pair in chunks of bounded memory. That is
@@ -265,7 +267,7 @@ def radius_graph(
         pos: Atom positions, ``[N, 3]``.
         r: Cutoff radius (same unit as ``pos``).
         batch: Molecule index of each atom, ``[N]`` (default: one molecule).
-        loop: Include self loops :math:`(i, i)` (default: ``False``).
+        loop: Include self loops $(i, i)$ (default: ``False``).
         max_num_neighbors: Largest number of neighbours kept per centre, ``None`` for all
             (default: ``32``, as in ``torch_cluster.radius_graph``).
 

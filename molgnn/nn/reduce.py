@@ -1,7 +1,7 @@
 """Reductions of per-atom values into per-molecule values, chosen by name.
 
 Heads and priors share this table, so a model's head and its prior always reduce alike when
-they are meant to (see :data:`REDUCE_OPS`).
+they are meant to (see [`REDUCE_OPS`][molgnn.nn.REDUCE_OPS]).
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ def scatter_mean_with_zero(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
 
     torchmd-net averages with ``torch.scatter_reduce(..., reduce="mean")`` into a tensor of
     zeros with ``include_self=True``, so the zero it starts from counts as one more value:
-    :math:`y_b = \sum_{i \in b} h_i / (n_b + 1)`. molgnn's own ``"mean"`` divides by
-    :math:`n_b`; this reduction exists so that converted torchmd-net models give torchmd-net's
+    $y_b = \sum_{i \in b} h_i / (n_b + 1)$. molgnn's own ``"mean"`` divides by
+    $n_b$; this reduction exists so that converted torchmd-net models give torchmd-net's
     numbers.
 
     Args:
         src: Per-atom values ``[N, *]``.
         index: Molecule of each atom ``[N]``.
-        dim_size: Number of molecules :math:`B`.
+        dim_size: Number of molecules $B$.
 
     Returns:
         ``[B, *]``.
@@ -43,7 +43,8 @@ def scatter_mean_with_zero(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
 #: - ``"sum"``: the sum over the atoms of each molecule (extensive targets such as energies).
 #: - ``"mean"``: the average over the atoms of each molecule.
 #: - ``"torchmdnet_mean"``: torchmd-net 3.x's "mean", the sum divided by (atoms + 1); see
-#:   :func:`scatter_mean_with_zero`. Used by models converted from torchmd-net.
+#:   [`scatter_mean_with_zero`][molgnn.nn.scatter_mean_with_zero]. Used by models converted from
+#:   torchmd-net.
 REDUCE_OPS: dict[str, Callable[[Tensor, Tensor, int], Tensor]] = {
     "sum": scatter_sum,
     "mean": scatter_mean,

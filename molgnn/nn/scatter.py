@@ -1,8 +1,9 @@
 """Scatter/gather backend: torch-scatter when it is installed, torch's native ops otherwise.
 
 Every molgnn layer reduces over edges or atoms through this module, so the backend is chosen in one
-place. The choice is made once at import time and can be changed with :func:`set_backend` or the
-``MOLGNN_SCATTER`` environment variable (``"torch"`` or ``"torch_scatter"``).
+place. The choice is made once at import time and can be changed with
+[`set_backend`][molgnn.nn.scatter.set_backend] or the ``MOLGNN_SCATTER`` environment variable
+(``"torch"`` or ``"torch_scatter"``).
 
 All reductions run along dimension 0: ``src`` is ``[M, *]``, ``index`` is ``[M]`` with values in
 ``[0, dim_size)`` and the result is ``[dim_size, *]``.
@@ -121,7 +122,7 @@ def _sum_backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
 def scatter_mean(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
     """Average the rows of ``src`` that share an ``index``; empty rows are zero.
 
-    Shapes as in :func:`scatter_sum`.
+    Shapes as in [`scatter_sum`][molgnn.nn.scatter_sum].
     """
     if _backend == "torch_scatter":
         return _torch_scatter.scatter(src, index, dim=0, dim_size=dim_size, reduce="mean")
@@ -133,7 +134,7 @@ def scatter_mean(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
 def scatter_max(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
     """Maximum over the rows of ``src`` that share an ``index``; empty rows are zero.
 
-    Shapes as in :func:`scatter_sum`.
+    Shapes as in [`scatter_sum`][molgnn.nn.scatter_sum].
     """
     if _backend == "torch_scatter":
         return _torch_scatter.scatter(src, index, dim=0, dim_size=dim_size, reduce="max")
@@ -194,7 +195,7 @@ class _Gather(torch.autograd.Function):
 def gather(src: Tensor, index: Tensor) -> Tensor:
     """Rows ``src[index]``, ``[M, *]`` from ``[N, *]`` and ``[M]``.
 
-    ``index_select`` in eager code; inside :func:`torch.compile` its gradient (a sum over
+    ``index_select`` in eager code; inside ``torch.compile`` its gradient (a sum over
     ``index``) runs through the scatter backend rather than compiled atomic adds.
     """
     if torch.compiler.is_compiling():
@@ -203,7 +204,7 @@ def gather(src: Tensor, index: Tensor) -> Tensor:
 
 
 def reduce_sum(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
-    """:func:`scatter_sum`, kept opaque to :func:`torch.compile` (see :func:`gather`)."""
+    """[`scatter_sum`][molgnn.nn.scatter_sum], kept opaque to ``torch.compile`` (see ``gather``)."""
     if torch.compiler.is_compiling():
         return _opaque_scatter_sum(src, index, dim_size)
     return scatter_sum(src, index, dim_size)

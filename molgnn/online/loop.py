@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import shutil
@@ -10,18 +9,26 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch_geometric.data import Data, InMemoryDataset
 
 from molgnn.config import Config
+from molgnn.io.atomic import fsync_dir, write_atomic_with
 from molgnn.online.store import REGISTRY_RECORD, ModelRecord, Store
 from molgnn.online.stream import DataStream, molecule_id
 from molgnn.online.triggers import GrowthTrigger, RetrainTrigger
 from molgnn.online.versions import DataVersion
 
-__all__ = ["ListDataset", "OnlineConfig", "plot_learning_curve", "run_online", "train_on_version"]
+__all__ = [
+    "ListDataset",
+    "OnlineConfig",
+    "plot_learning_curve",
+    "run_online",
+    "train_on_version",
+    "version_dataset",
+]
 
 
 class ListDataset(InMemoryDataset):
@@ -40,74 +47,148 @@ class ListDataset(InMemoryDataset):
         self.version = version
 
 
+def _default_train() -> Any:
+    from molgnn.training import TrainConfig
+
+    return TrainConfig(epochs=5, warmup_steps=None, out_dir="runs/online")
+
+
 @dataclass(frozen=True)
 class OnlineConfig(Config):
-    """Settings of ``molgnn online``, checked by type like every config (:mod:`molgnn.config`).
+    """Settings of ``molgnn online``: one [`TrainConfig`][molgnn.training.TrainConfig] for every
+    retrain, plus the fields of the online loop. Checked by type like every config
+    ([`molgnn.config`][molgnn.config]).
+
+    The training config's keys may be written flat (``FLAT = "train"``): in a YAML file or a
+    ``--set``, ``lr: 1e-3`` sets ``train.lr``, so a file written for ``molgnn train`` works
+    unchanged here. The source is ``train.subset`` QM9 molecules drawn with
+    ``train.subset_seed`` from all of QM9 (``train.target`` is learned); ``train.seed`` seeds the
+    release order and training. Each retrain trains ``train.epochs`` epochs on the newest data
+    version and validates and tests on the fixed held-out molecules.
 
     Args:
         store: The store's folder.
-        model: Model preset (default: ``"et-small"``).
-        model_overrides: Changes to the preset's fields.
-        target: QM9 target (default: ``"gap"``).
-        subset: QM9 molecules the simulated source holds, drawn at random from all of QM9
-            (default: ``2000``).
-        subset_seed: Seed of that draw (default: ``0``).
+        train: The training config of every retrain (default: ``TrainConfig(epochs=5,
+            warmup_steps=None)``: five epochs, the warm-up a quarter of each retrain's steps).
         initial: Molecules in the first version (default: ``200``).
         chunk: Molecules per later chunk (default: ``100``).
         growth: Retrain when the data has grown by this fraction (default: ``0.25``).
         val: Held-out validation molecules, fixed across versions (default: ``100``).
         test: Held-out test molecules, fixed across versions (default: ``200``).
-        epochs: Epochs per retrain (default: ``5``).
         warm_start: Start each retrain from the previous model (default: ``True``).
-        seed: Seed of the release order and of training (default: ``0``).
-        batch_size: Training batch size (default: ``32``).
-        lr: Learning rate (default: ``5e-4``).
-        data_root: QM9 folder (default: molgnn's cache).
-        max_chunks: Stop after ingesting this many chunks in this run (default: all).
+        max_chunks: Stop after ingesting this many chunks in this run (default: all); an
+            acquisition round counts as a chunk.
+        acquire: Active learning: each round after the first version offers `pool`
+            unlabelled candidates and this strategy picks the `batch` to compute, `"random"`,
+            `"disagreement"`, `"mc-dropout"` or `"largest-error-oracle"` (see
+            [`acquire_round`][molgnn.online.acquire_round]); `None` streams chunks
+            in arrival order (default: `None`).
+        pool: Candidates offered per acquisition round (default: `100`).
+        batch: Candidates acquired per round, at most `pool` (default: `20`).
+        committee: Models of the `disagreement` committee, at least 2 (default: `3`).
+        mc_dropout_samples: MC-dropout passes of the `mc-dropout` strategy, at least 2
+            (default: `20`).
     """
 
+    FLAT: ClassVar[str | None] = "train"
+    #: Fields that moved into ``train``.
+    RENAMED: ClassVar[dict[str, str]] = {"model_overrides": "model"}
+
     store: str
-    model: str = "et-small"
-    model_overrides: dict[str, Any] = field(default_factory=dict)
-    target: str = "gap"
-    subset: int = 2000
-    subset_seed: int = 0
+    train: Any = field(default_factory=_default_train)
     initial: int = 200
     chunk: int = 100
     growth: float = 0.25
     val: int = 100
     test: int = 200
-    epochs: int = 5
     warm_start: bool = True
-    seed: int = 0
-    batch_size: int = 32
-    lr: float = 5e-4
-    data_root: str | None = None
     max_chunks: int | None = None
+    acquire: str | None = None
+    pool: int = 100
+    batch: int = 20
+    committee: int = 3
+    mc_dropout_samples: int = 20
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("initial", "chunk", "val", "test", "epochs", "batch_size"):
+        from molgnn.training import TrainConfig
+
+        if isinstance(self.train, dict):
+            object.__setattr__(self, "train", _default_train().merged(self.train))
+        if not isinstance(self.train, TrainConfig):
+            raise ValueError(
+                f"train: expected a TrainConfig or a mapping of its fields, got "
+                f"{type(self.train).__name__}"
+            )
+        for name in ("initial", "chunk", "val", "test"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not (self.growth > 0 and math.isfinite(self.growth)):
             raise ValueError(f"growth must be a positive fraction, got {self.growth}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.subset_seed < 0:
-            raise ValueError(f"subset_seed must be non-negative, got {self.subset_seed}")
         if self.max_chunks is not None and self.max_chunks < 0:
             raise ValueError(f"max_chunks must be non-negative, got {self.max_chunks}")
-        if self.val + self.test + self.initial > self.subset:
+        self._check_acquisition()
+        subset = self.train.subset
+        if subset is not None and self.val + self.test + self.initial > subset:
             raise ValueError(
                 f"val ({self.val}) + test ({self.test}) + initial ({self.initial}) exceed the "
-                f"subset of {self.subset} molecules"
+                f"subset of {subset} molecules"
+            )
+
+    def _check_acquisition(self) -> None:
+        from molgnn.online.acquisition import ACQUISITION_STRATEGIES
+
+        if self.acquire is not None and self.acquire not in ACQUISITION_STRATEGIES:
+            raise ValueError(
+                f"acquire: unknown strategy {self.acquire!r}; valid: {', '.join(ACQUISITION_STRATEGIES)}"
+            )
+        for name, least in (("pool", 1), ("batch", 1), ("committee", 2), ("mc_dropout_samples", 2)):
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be at least {least}, got {getattr(self, name)}")
+        if self.batch > self.pool:
+            raise ValueError(f"batch ({self.batch}) must not exceed pool ({self.pool})")
+        dropout = getattr(self.train.model, "dropout", 0.0)
+        if self.acquire == "mc-dropout" and not dropout > 0:
+            raise ValueError(
+                f"acquire mc-dropout needs a model with dropout, and this "
+                f"{self.train.model.kind!r} model has {'none' if dropout is None else dropout}; "
+                "use the pooled GNN with model.dropout > 0 (e.g. --set model=pooled "
+                "--set model.dropout=0.1)"
             )
 
     def data_settings(self) -> dict[str, Any]:
         """The settings that fix the data; a store refuses to continue with others."""
-        names = ("target", "subset", "subset_seed", "initial", "val", "test", "seed")
-        return {k: getattr(self, k) for k in names}
+        t = self.train
+        return {
+            "target": t.target,
+            "subset": t.subset,
+            "subset_seed": t.subset_seed,
+            "initial": self.initial,
+            "val": self.val,
+            "test": self.test,
+            "seed": t.seed,
+        }
+
+
+def version_dataset(store: Store, version: DataVersion) -> tuple[ListDataset, Any]:
+    """The molecules a model of `version` trains on, with the store's fixed held-out sets.
+
+    Returns:
+        The dataset (the version's training molecules, then the validation and test
+        molecules) and its [`Splits`][molgnn.training.data.Splits].
+    """
+    from molgnn.training.data import Splits
+
+    train = store.molecules("train", version)
+    val, test = store.molecules("val"), store.molecules("test")
+    dataset = ListDataset(train + val + test, version=version.id)
+    n_train, n_val = len(train), len(val)
+    splits = Splits(
+        torch.arange(n_train),
+        torch.arange(n_train, n_train + n_val),
+        torch.arange(n_train + n_val, len(dataset)),
+    )
+    return dataset, splits
 
 
 def train_on_version(
@@ -126,7 +207,7 @@ def train_on_version(
     transaction.
 
     Args:
-        store: The store (hold its :meth:`~molgnn.online.Store.lock`).
+        store: The store (hold its [`lock`][molgnn.online.Store.lock]).
         version: The data version to train on.
         config: The loop's settings.
         parent: The latest registered model, or ``None``.
@@ -135,32 +216,16 @@ def train_on_version(
     Returns:
         The registered model.
     """
-    from molgnn.training import TrainConfig, Trainer, file_sha256, load
-    from molgnn.training.data import Splits
+    from molgnn.inference import load
+    from molgnn.io.checkpoint import file_sha256
+    from molgnn.training import Trainer
+    from molgnn.training.loop import final_metrics, run_epochs
 
-    train = store.molecules("train", version)
-    val, test = store.molecules("val"), store.molecules("test")
-    dataset = ListDataset(train + val + test, version=version.id)
-    n_train, n_val = len(train), len(val)
-    splits = Splits(
-        torch.arange(n_train),
-        torch.arange(n_train, n_train + n_val),
-        torch.arange(n_train + n_val, len(dataset)),
-    )
+    dataset, splits = version_dataset(store, version)
     work = store.work_dir()
     try:
-        train_config = TrainConfig(
-            model=config.model,
-            model_overrides=dict(config.model_overrides),
-            target=config.target,
-            subset=None,
-            epochs=config.epochs,
-            seed=config.seed,
-            batch_size=config.batch_size,
-            lr=config.lr,
-            warmup_steps=min(200, max(1, config.epochs * n_train // config.batch_size // 4)),
-            out_dir=str(work),
-        )
+        # The store's molecules, not a QM9 subset, are this run's data (subset=None).
+        train_config = config.train.replace(subset=None, out_dir=str(work))
         warm = config.warm_start and parent is not None
         model = load(store.root / parent.checkpoint) if warm and parent is not None else None
         if model is not None:
@@ -168,22 +233,21 @@ def train_on_version(
         trainer = Trainer(
             train_config, dataset=dataset, model=model, splits=splits, progress=verbose
         )
-        while not trainer.should_stop:
-            metrics = trainer.run_epoch()
+
+        def report(trainer: Any, metrics: dict[str, Any]) -> None:
             if verbose:
                 print(
                     f"  version {version.id[:12]} ({version.size} molecules) "
                     f"epoch {metrics['epoch']}: val MAE {metrics['val_mae']:.4g}",
                     flush=True,
                 )
-        final = {**trainer.history[trainer.best_epoch - 1], **trainer.test()}
+
+        run_epochs(trainer, [report])
+        final = final_metrics(trainer)
         final["data_size"] = version.size
         final["train_seconds"] = trainer.elapsed
-        final["epochs_run"] = trainer.epoch
         hyper = {
-            k: v
-            for k, v in dataclasses.asdict(train_config).items()
-            if k not in ("out_dir", "data_root")
+            k: v for k, v in trainer.config.to_dict().items() if k not in ("out_dir", "data_root")
         }
         registration = dict(
             parent_model=parent.id if warm and parent is not None else None,
@@ -206,7 +270,7 @@ def train_on_version(
         target = store.root / "models" / f"{digest}.ckpt"
         store.journal(target)  # before the write, so a crash here leaves a known orphan
         os.replace(tmp_path, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # its journal entry goes with the registration
     return store.register_model(
@@ -216,18 +280,6 @@ def train_on_version(
         done=[work],
         **registration,
     )
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename inside ``path`` durable (POSIX; a no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - Windows
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def plot_learning_curve(store: Store, path: str | Path, verbose: bool = True) -> Path | None:
@@ -276,10 +328,8 @@ def plot_learning_curve(store: Store, path: str | Path, verbose: bool = True) ->
     )
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=120, format="png")
+    write_atomic_with(path, lambda f: fig.savefig(f, dpi=120, format="png"))
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
@@ -332,15 +382,15 @@ def run_online(
             print(f"removed {len(removed)} leftover file(s) of an interrupted run", flush=True)
         trigger = trigger or GrowthTrigger(config.growth)
         if source is None:
-            from molgnn.data import QM9
-            from molgnn.training.data import default_data_root
+            from molgnn.training.data import load_dataset
 
-            root = Path(config.data_root) if config.data_root else default_data_root() / "qm9"
-            source = QM9(
-                str(root.resolve()),
-                target=config.target,
-                subset=config.subset,
-                subset_seed=config.subset_seed,
+            source = load_dataset(config.train)
+        if config.acquire is not None and not (
+            hasattr(source, "__len__") and hasattr(source, "__getitem__")
+        ):
+            raise ValueError(
+                f"acquire {config.acquire!r} needs an indexable source (a dataset) to keep a pool "
+                "of candidates, not an iterator"
             )
         stream = _open_stream(store, config, source)
         _loop(store, stream, config, trigger, verbose)
@@ -358,11 +408,11 @@ def _open_stream(store: Store, config: OnlineConfig, source: Any) -> DataStream:
                 f"the source holds {len(source)} molecules; val + test + initial need "
                 f"{n_held + config.initial}"
             )
-        held = DataStream.order_of(len(source), config.seed)[:n_held]
+        held = DataStream.order_of(len(source), config.train.seed)[:n_held]
         if not store.get_state("held_out"):
             pairs = [(molecule_id(source[i], i), source[i]) for i in held]
             store.hold_out(pairs[: config.val], pairs[config.val :])
-        stream = DataStream(source, chunk_size=config.chunk, seed=config.seed, exclude=held)
+        stream = DataStream(source, chunk_size=config.chunk, seed=config.train.seed, exclude=held)
         stream.skip(int(cursor or 0))
         return stream
     stream = DataStream(source, chunk_size=config.chunk)
@@ -399,6 +449,11 @@ def _loop(
     verbose: bool,
 ) -> None:
     chunks = 0
+    strategy = None
+    if config.acquire is not None:
+        from molgnn.online.acquisition import acquisition_strategy
+
+        strategy = acquisition_strategy(config)
     while True:
         latest = store.latest_version()
         model = store.latest_model()
@@ -420,6 +475,15 @@ def _loop(
             if verbose:
                 print(f"stopping after {chunks} chunk(s) (--max-chunks)", flush=True)
             return
+        if strategy is not None and latest is not None:
+            from molgnn.online.acquisition import acquire_round
+
+            if acquire_round(store, stream, config, strategy, model, verbose) is None:
+                if verbose:
+                    print("no candidates are left to acquire", flush=True)
+                return
+            chunks += 1
+            continue
         chunk = stream.next_chunk(config.initial if latest is None else None)
         if not chunk:
             if verbose:

@@ -7,13 +7,15 @@ their SHA-256 *before* the registering transaction commits.
 Nothing the user saved is deleted on a guess:
 
 - Every file a run is about to write is first recorded in a journal (a table of the database);
-  :meth:`Store.clean_orphans` removes only journalled files that no model references, so a
-  checkpoint the registry does not know (for example after the database was lost) stays.
+  [`Store.clean_orphans`][molgnn.online.Store.clean_orphans] removes only journalled files that no
+  model references, so a checkpoint the registry does not know (for example after the database was
+  lost) stays.
 - A folder that holds checkpoints but no usable database is *damaged*, not new: opening it for
-  writing raises :class:`DamagedStoreError` and writes nothing.
+  writing raises [`DamagedStoreError`][molgnn.online.DamagedStoreError] and writes nothing.
 - After every registered model the database is copied, atomically, to ``store.sqlite.backup``;
-  :meth:`Store.repair` restores from it and registers every checkpoint the registry lacks from
-  the record that each checkpoint carries (its data version, config, settings and metrics).
+  [`Store.repair`][molgnn.online.Store.repair] restores from it and registers every checkpoint the
+  registry lacks from the record that each checkpoint carries (its data version, config, settings
+  and metrics).
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
+from molgnn.io.atomic import write_atomic_with
 from molgnn.online.versions import DataVersion, molecule_hash, version_id
 
-__all__ = ["REGISTRY_RECORD", "DamagedStoreError", "ModelRecord", "Store"]
+__all__ = ["REGISTRY_RECORD", "AcquisitionRecord", "DamagedStoreError", "ModelRecord", "Store"]
 
 #: The tables every store database has.
 _TABLES = ("molecules", "versions", "models", "state")
@@ -77,7 +80,52 @@ CREATE TABLE IF NOT EXISTS models (
 );
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS journal (path TEXT PRIMARY KEY, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS acquisitions (
+    version TEXT PRIMARY KEY REFERENCES versions(id),
+    strategy TEXT NOT NULL,
+    model INTEGER REFERENCES models(id),
+    offered INTEGER NOT NULL,
+    chosen TEXT NOT NULL,
+    scores TEXT NOT NULL,
+    details TEXT NOT NULL,
+    created REAL NOT NULL
+);
 """
+
+
+@dataclass(frozen=True)
+class AcquisitionRecord:
+    """How the molecules of one data version were chosen.
+
+    Stores made before these records have none for their versions (the table is added,
+    empty, when such a store is next opened for writing).
+
+    Attributes:
+        version: Id of the data version.
+        strategy: `"initial"` (the first version, in the seeded order), `"stream"` (a chunk
+            in arrival order) or the acquisition strategy that chose them (`"random"`,
+            `"disagreement"`, `"mc-dropout"`, `"largest-error-oracle"`).
+        model: Id of the registered model that scored the candidates, or `None`.
+        offered: Candidates offered to the strategy (the chunk's size for `"stream"`).
+        chosen: Ids of the molecules it added, in the order chosen.
+        scores: Each offered candidate's score (higher is chosen first; empty for
+            `"initial"` and `"stream"`).
+        details: The strategy's settings (e.g. `{"committee": 3, "scored_on": <version>}`).
+        created: Unix time of the version.
+    """
+
+    version: str
+    strategy: str
+    model: int | None
+    offered: int
+    chosen: list[str]
+    scores: dict[str, float]
+    details: dict[str, Any]
+    created: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return dict(self.__dict__)
 
 
 class DamagedStoreError(ValueError):
@@ -179,7 +227,8 @@ class Store:
 
     Raises:
         DamagedStoreError: if the folder holds checkpoints but its database is missing, empty,
-            unreadable or lacks the store's tables (nothing is written then; see :meth:`repair`).
+            unreadable or lacks the store's tables (nothing is written then; see
+            [`repair`][molgnn.online.Store.repair]).
         ValueError: with ``readonly``, if there is no store at ``root``.
     """
 
@@ -273,7 +322,8 @@ class Store:
             os.close(fd)
 
     def work_dir(self) -> Path:
-        """A fresh scratch folder inside the store, journalled first (see :meth:`journal`)."""
+        """A fresh scratch folder inside the store, journalled first (see
+        [`journal`][molgnn.online.Store.journal])."""
         path = self.root / f".work-{uuid.uuid4().hex}"
         self.journal(path)
         path.mkdir()
@@ -282,9 +332,9 @@ class Store:
     def journal(self, path: Path) -> None:
         """Record that this run is about to write ``path`` (before writing it).
 
-        :meth:`clean_orphans` removes only journalled paths that no model references, so a
-        crash between the write and the registration leaves nothing behind, and files the run
-        did not write are never touched.
+        [`clean_orphans`][molgnn.online.Store.clean_orphans] removes only journalled paths that no
+        model references, so a crash between the write and the registration leaves nothing behind,
+        and files the run did not write are never touched.
         """
         with self.transaction() as db:
             db.execute(
@@ -350,11 +400,27 @@ class Store:
                     )
             self._set_state(db, "held_out", True)
 
-    def ingest(self, chunk: Sequence[tuple[str, Data]], cursor: int) -> DataVersion | None:
+    def ingest(
+        self,
+        chunk: Sequence[tuple[str, Data]],
+        cursor: int,
+        acquisition: dict[str, Any] | None = None,
+        state: dict[str, Any] | None = None,
+    ) -> DataVersion | None:
         """Add a chunk to the training pool and create the new version, atomically.
 
         ``cursor`` (the stream position after the chunk) is saved in the same transaction, so a
-        restart resumes the stream exactly where the last committed version ended.
+        restart resumes the stream exactly where the last committed version ended. So are the
+        `state` entries and the version's [`AcquisitionRecord`][molgnn.online.AcquisitionRecord]:
+        `acquisition` holds its `strategy`, `model`, `offered`, `scores` and `details`
+        (default: `"initial"` for the first version, else `"stream"`); its `chosen` are the
+        molecules this call added.
+
+        Args:
+            chunk: `(molecule id, Data)` pairs; ids already in the store are skipped.
+            cursor: The stream position after the chunk.
+            acquisition: How the chunk was chosen (default: `None`: streamed).
+            state: More state entries to commit with the version (default: `None`).
 
         Returns:
             The new version, or ``None`` for an empty chunk or one whose molecules are all
@@ -364,6 +430,7 @@ class Store:
             latest = self.latest_version()
             seq = 0 if latest is None else latest.seq + 1
             added = 0
+            chosen: list[str] = []
             for mol_id, data in chunk:
                 if db.execute("SELECT 1 FROM molecules WHERE mol_id = ?", (mol_id,)).fetchone():
                     continue
@@ -372,7 +439,10 @@ class Store:
                     (mol_id, molecule_hash(mol_id, data), seq, *_encode(data)),
                 )
                 added += 1
+                chosen.append(mol_id)
             self._set_state(db, "cursor", cursor)
+            for key, value in (state or {}).items():
+                self._set_state(db, key, value)
             if added == 0:
                 return None
             members = db.execute(
@@ -389,7 +459,71 @@ class Store:
                 "INSERT INTO versions VALUES (?, ?, ?, ?, ?)",
                 (version.id, version.parent, version.size, version.seq, version.created),
             )
+            how = dict(acquisition or {})
+            db.execute(
+                "INSERT INTO acquisitions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    version.id,
+                    str(how.get("strategy", "initial" if latest is None else "stream")),
+                    how.get("model"),
+                    int(how.get("offered", len(chunk))),
+                    json.dumps(chosen),
+                    json.dumps({k: float(v) for k, v in (how.get("scores") or {}).items()}),
+                    json.dumps(how.get("details") or {}),
+                    version.created,
+                ),
+            )
         return version
+
+    def _has_table(self, name: str) -> bool:
+        return bool(
+            self.db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+            ).fetchone()
+        )
+
+    _ACQUISITION_COLUMNS = "version, strategy, model, offered, chosen, scores, details, created"
+
+    @staticmethod
+    def _acquisition(row: tuple[Any, ...]) -> AcquisitionRecord:
+        return AcquisitionRecord(
+            version=row[0],
+            strategy=row[1],
+            model=row[2],
+            offered=row[3],
+            chosen=json.loads(row[4]),
+            scores=json.loads(row[5]),
+            details=json.loads(row[6]),
+            created=row[7],
+        )
+
+    def acquisitions(self) -> list[AcquisitionRecord]:
+        """How each data version's molecules were chosen, oldest version first.
+
+        Versions made before acquisition records existed have none.
+        """
+        if not self._has_table("acquisitions"):  # an older store opened read-only
+            return []
+        rows = self.db.execute(
+            f"SELECT {', '.join('a.' + c.strip() for c in self._ACQUISITION_COLUMNS.split(','))} "
+            "FROM acquisitions a JOIN versions v ON v.id = a.version ORDER BY v.seq"
+        )
+        return [self._acquisition(r) for r in rows]
+
+    def acquisition(self, version: str) -> AcquisitionRecord | None:
+        """How the molecules of `version` (an id or a unique prefix) were chosen, or `None`
+        for a version made before acquisition records existed."""
+        full = self.get_version(version).id
+        if not self._has_table("acquisitions"):
+            return None
+        row = self.db.execute(
+            f"SELECT {self._ACQUISITION_COLUMNS} FROM acquisitions WHERE version = ?", (full,)
+        ).fetchone()
+        return self._acquisition(row) if row else None
+
+    def molecule_ids(self) -> set[str]:
+        """Ids of every stored molecule (training, validation and test)."""
+        return {row[0] for row in self.db.execute("SELECT mol_id FROM molecules")}
 
     def versions(self) -> list[DataVersion]:
         """All versions, oldest first."""
@@ -457,7 +591,7 @@ class Store:
 
         The checkpoint and the ``done`` paths (for example the run's finished scratch folder)
         leave the journal in the same transaction, and the database is then backed up (see
-        :meth:`backup`).
+        [`backup`][molgnn.online.Store.backup]).
         """
         created = time.time()
         finished = [checkpoint, *done]
@@ -490,11 +624,12 @@ class Store:
 
     @property
     def backup_path(self) -> Path:
-        """Where :meth:`backup` keeps the copy of the database."""
+        """Where [`backup`][molgnn.online.Store.backup] keeps the copy of the database."""
         return self.root / "store.sqlite.backup"
 
     def backup(self) -> Path:
-        """Copy the database, consistently and atomically, to :attr:`backup_path`."""
+        """Copy the database, consistently and atomically, to
+        [`backup_path`][molgnn.online.Store.backup_path]."""
         tmp = self.root / f".backup-{uuid.uuid4().hex}.sqlite"
         try:
             target = sqlite3.connect(tmp)
@@ -563,10 +698,11 @@ class Store:
     def clean_orphans(self) -> list[Path]:
         """Delete what a killed run left: journalled files that no model references.
 
-        Only paths recorded by :meth:`journal` (or :meth:`work_dir`) before they were written
-        are candidates, so checkpoints the registry does not know for another reason (a lost
-        database, files copied in by hand) are never deleted; :meth:`verify` reports them.
-        Call it only while holding :meth:`lock`.
+        Only paths recorded by [`journal`][molgnn.online.Store.journal] (or
+        [`work_dir`][molgnn.online.Store.work_dir]) before they were written are candidates, so
+        checkpoints the registry does not know for another reason (a lost database, files copied in
+        by hand) are never deleted; [`verify`][molgnn.online.Store.verify] reports them. Call it
+        only while holding [`lock`][molgnn.online.Store.lock].
 
         Returns:
             The paths removed.
@@ -600,12 +736,13 @@ class Store:
 
         Checks SQLite's ``integrity_check``, that versions form one chain (``seq`` 0, 1, ...,
         each the parent of the next, growing in size), that each version id is the hash of its
-        manifest, that every model's data version exists, that every checkpoint under
+        manifest, that each version's acquisition record lists exactly the molecules it added, that
+        every model's data version exists, that every checkpoint under
         ``models/`` is registered (or journalled by an interrupted run, which the next run
         removes) and, with ``checkpoints``, that every registered checkpoint exists and has the
         registered SHA-256.
         """
-        from molgnn.training.checkpoint import file_sha256
+        from molgnn.io.checkpoint import file_sha256
 
         problems = []
         status = self.integrity_check()
@@ -632,6 +769,20 @@ class Store:
             if previous is not None and version.size <= previous.size:
                 problems.append(f"version {version.id[:12]} is not larger than its parent")
             previous = version
+        for record in self.acquisitions():
+            added = {
+                row[0]
+                for row in self.db.execute(
+                    "SELECT m.mol_id FROM molecules m JOIN versions v ON m.seq = v.seq "
+                    "WHERE m.role = 'train' AND v.id = ?",
+                    (record.version,),
+                )
+            }
+            if set(record.chosen) != added or len(record.chosen) != len(added):
+                problems.append(
+                    f"version {record.version[:12]}: its acquisition record does not list the "
+                    f"molecules it added ({len(record.chosen)} listed, {len(added)} added)"
+                )
         known = {v.id for v in self.versions()}
         for model in self.models():
             if model.data_version not in known:
@@ -665,12 +816,12 @@ class Store:
 
         1. A database that is missing, empty, unreadable or without the store's tables is
            moved aside (``store.sqlite.damaged-<time>``, never deleted) and replaced by the
-           backup that :meth:`backup` keeps, when that backup is healthy, or else by an empty
-           database.
+           backup that [`backup`][molgnn.online.Store.backup] keeps, when that backup is healthy, or
+           else by an empty database.
         2. Every checkpoint under ``models/`` that no model references is registered from the
            record the online loop writes into it (data version, parent, config, settings,
            metrics), oldest first. A data version that only a checkpoint knows is recreated
-           without its molecules, which :meth:`verify` then reports.
+           without its molecules, which [`verify`][molgnn.online.Store.verify] then reports.
 
         Checkpoints without such a record are left in place and reported.
 
@@ -694,10 +845,8 @@ class Store:
                         done.append(f"moved the damaged database ({problem}) aside to {aside.name}")
             backup = root / "store.sqlite.backup"
             if backup.exists() and _database_problem(backup) is None:
-                tmp = root / f".restore-{uuid.uuid4().hex}.sqlite"
-                shutil.copyfile(backup, tmp)
-                _fsync(tmp)
-                os.replace(tmp, path)
+                with backup.open("rb") as source:
+                    write_atomic_with(path, lambda f: shutil.copyfileobj(source, f), durable=True)
                 done.append(f"restored the database from {backup.name}")
             else:
                 cls._connect(path).close()
@@ -711,7 +860,7 @@ class Store:
         return done
 
     def _register_unknown_checkpoints(self) -> list[str]:
-        from molgnn.training.checkpoint import file_sha256, load_checkpoint
+        from molgnn.io.checkpoint import file_sha256, load_checkpoint
 
         known = {self.root / m.checkpoint for m in self.models()}
         found = []

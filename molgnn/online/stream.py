@@ -27,7 +27,8 @@ class DataStream:
 
     Works over any indexable dataset (QM9 by default in ``molgnn online``) or over a user's own
     iterator of labelled ``Data`` molecules (``z``, ``pos``, ``y``; optional ``mol_id``).
-    Chunks come on demand (:meth:`next_chunk`) or, iterating, every ``interval`` seconds.
+    Chunks come on demand ([`next_chunk`][molgnn.online.DataStream.next_chunk]) or, iterating, every
+    ``interval`` seconds.
 
     ```python
     stream = DataStream(QM9(root, subset=2000), chunk_size=[500, 100], seed=0)
@@ -99,6 +100,35 @@ class DataStream:
                 if next(self._iterator, None) is None:  # type: ignore[arg-type]
                     break
                 self.position += 1
+
+    def next_positions(self, count: int) -> list[int]:
+        """Release the next `count` molecules of a dataset as their positions in it.
+
+        For a pool that keeps released molecules until they are chosen (the online loop's
+        acquisition, [`acquire_round`][molgnn.online.acquire_round]); read them with
+        [`molecule`][molgnn.online.DataStream.molecule]. Empty when the stream is exhausted.
+
+        Raises:
+            ValueError: for an iterator source, or a negative `count`.
+        """
+        if self._dataset is None:
+            raise ValueError("positions need an indexable dataset, not an iterator source")
+        if count < 0:
+            raise ValueError(f"cannot release a negative number of molecules ({count})")
+        released = self.order[self.position : self.position + count]
+        self.position += len(released)
+        return released
+
+    def molecule(self, position: int) -> tuple[str, Data]:
+        """The `(molecule id, Data)` pair at a position of the dataset.
+
+        Raises:
+            ValueError: for an iterator source.
+        """
+        if self._dataset is None:
+            raise ValueError("positions need an indexable dataset, not an iterator source")
+        data = self._dataset[position]
+        return molecule_id(data, position), data
 
     @property
     def remaining(self) -> int | None:

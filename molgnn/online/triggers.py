@@ -25,7 +25,7 @@ class RetrainTrigger(Protocol):
 class GrowthTrigger:
     r"""Retrain once the data has grown by ``fraction`` since the latest model's data version.
 
-    Fires when :math:`n \ge \lceil n_0 (1 + f) \rceil`, computed in exact rational arithmetic
+    Fires when $n \ge \lceil n_0 (1 + f) \rceil$, computed in exact rational arithmetic
     (0.1 is one tenth, not 0.1000000000000000055), and always for the first model.
 
     Args:

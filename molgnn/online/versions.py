@@ -69,7 +69,7 @@ class DataVersion:
     """One immutable state of the available training data.
 
     Attributes:
-        id: Content hash (:func:`version_id`) of the manifest.
+        id: Content hash ([`version_id`][molgnn.online.version_id]) of the manifest.
         parent: Id of the previous version, or ``None`` for the first.
         size: Number of training-pool molecules.
         seq: Position in the store's history (0, 1, 2, ...).

@@ -92,14 +92,15 @@ def assert_equivariant(
         pos: Positions ``[N, 3]`` (cast to float64 for the check).
         batch: Molecule index per atom (default: one molecule).
         kinds: One kind for all outputs, or a kind per output name (dict keys, or
-            ``"output[i]"`` for tuples). See :data:`KINDS`.
+            ``"output[i]"`` for tuples). See ``KINDS``.
         rotations: Apply random rotations (default: ``True``).
         reflections: Include improper rotations (default: ``True``).
         translations: Apply random translations (default: ``True``).
         permutations: Permute the atoms (default: ``True``).
         trials: Random transformations to try (default: ``3``).
         seed: Seed of the transformations (default: ``0``).
-        rtol: Relative tolerance (default: from :data:`TOLERANCES` for the output dtype).
+        rtol: Relative tolerance (default: from [`TOLERANCES`][molgnn.testing.TOLERANCES] for the
+            output dtype).
         atol: Absolute tolerance (default: likewise).
 
     Raises:
@@ -170,6 +171,6 @@ def assert_invariant(
 ) -> None:
     """Check that all of ``fn``'s outputs are invariant (permuted with the atoms if ``per_atom``).
 
-    Keyword arguments are those of :func:`assert_equivariant`.
+    Keyword arguments are those of [`assert_equivariant`][molgnn.testing.assert_equivariant].
     """
     assert_equivariant(fn, z, pos, batch, kinds="atom_scalar" if per_atom else "scalar", **kwargs)

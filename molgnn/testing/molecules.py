@@ -1,6 +1,7 @@
 """Random molecules for tests: plain generators and hypothesis strategies.
 
-The generators need only torch; :func:`molecules` needs ``hypothesis`` (extra ``test``).
+The generators need only torch; [`molecules`][molgnn.testing.molecules] needs
+``hypothesis`` (extra ``test``).
 """
 
 from __future__ import annotations
@@ -67,12 +68,13 @@ def _molecule_from_seed(num_atoms: int, seed: int, kwargs: dict[str, Any]) -> Da
 
 
 def molecules(min_atoms: int = 2, max_atoms: int = 20, **kwargs: Any) -> Any:
-    """A hypothesis strategy drawing :func:`random_molecule` molecules.
+    """A hypothesis strategy drawing [`random_molecule`][molgnn.testing.random_molecule] molecules.
 
     Args:
         min_atoms: Fewest atoms (default: ``2``).
         max_atoms: Most atoms (default: ``20``).
-        **kwargs: Passed on to :func:`random_molecule` (``elements``, ``dtype``, ...).
+        **kwargs: Passed on to [`random_molecule`][molgnn.testing.random_molecule] (``elements``,
+            ``dtype``, ...).
 
     Returns:
         A ``hypothesis`` strategy of ``Data`` objects.

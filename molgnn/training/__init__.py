@@ -1,22 +1,18 @@
-"""Training: configuration, the epoch loop, checkpoints, schedules, EMA and losses."""
+"""Training: configuration, the epoch loop, schedules, EMA, losses and evaluation.
+
+Checkpoints are written and read with [`molgnn.io`][molgnn.io]; a trained model is loaded with
+[`molgnn.load`][molgnn.inference.load] ([`molgnn.inference`][molgnn.inference]).
+"""
 
 from molgnn.training.allocator import tune_malloc
-from molgnn.training.checkpoint import (
-    FORMAT_VERSION,
-    file_sha256,
-    load,
-    load_checkpoint,
-    model_from_checkpoint,
-    save_checkpoint,
-)
-from molgnn.training.config import ENERGY_TARGETS, TrainConfig
+from molgnn.training.config import TrainConfig
 from molgnn.training.data import (
     Splits,
     dataset_from_checkpoint,
-    default_data_root,
     load_dataset,
     make_splits,
 )
+from molgnn.training.distributed import DataParallel, current_data_parallel
 from molgnn.training.ema import WeightEMA
 from molgnn.training.evaluate import evaluate_checkpoint
 from molgnn.training.fit import FitResult, fit
@@ -25,9 +21,8 @@ from molgnn.training.schedule import WarmupPlateauSchedule
 from molgnn.training.trainer import Trainer, TrainingDivergedError, predict_batch, resolve_device
 
 __all__ = [
-    "ENERGY_TARGETS",
-    "FORMAT_VERSION",
     "LOSSES",
+    "DataParallel",
     "FitResult",
     "Splits",
     "TrainConfig",
@@ -35,19 +30,14 @@ __all__ = [
     "TrainingDivergedError",
     "WarmupPlateauSchedule",
     "WeightEMA",
+    "current_data_parallel",
     "dataset_from_checkpoint",
-    "default_data_root",
     "evaluate_checkpoint",
-    "file_sha256",
     "fit",
     "get_loss",
-    "load",
-    "load_checkpoint",
     "load_dataset",
     "make_splits",
-    "model_from_checkpoint",
     "predict_batch",
     "resolve_device",
-    "save_checkpoint",
     "tune_malloc",
 ]

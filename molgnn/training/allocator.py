@@ -3,10 +3,11 @@
 PyTorch's CPU tensors come from ``malloc``. glibc hands blocks above its mmap threshold (a few MB to
 32 MB) back to the kernel when they are freed, and trims the top of the heap, so every training
 step maps fresh pages for its large temporaries and the kernel zeroes them on first touch: on the
-ET's paper configuration about half of all CPU time goes to the kernel. :func:`tune_malloc` asks
-glibc to keep freed memory for reuse instead (``mallopt``), the runtime equivalent of
+ET's paper configuration about half of all CPU time goes to the kernel.
+[`tune_malloc`][molgnn.training.tune_malloc] asks glibc to keep freed memory for reuse instead
+(``mallopt``), the runtime equivalent of
 ``MALLOC_TRIM_THRESHOLD_``/``MALLOC_TOP_PAD_``/``MALLOC_MMAP_MAX_``. The price: the process keeps
-its peak memory until it exits. :class:`~molgnn.training.Trainer` calls it on the CPU unless
+its peak memory until it exits. [`Trainer`][molgnn.training.Trainer] calls it on the CPU unless
 ``TrainConfig.tune_malloc`` is off.
 """
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,31 +12,25 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Dataset
 
+from molgnn.data.paths import qm9_root
 from molgnn.training.config import TrainConfig
 
-__all__ = ["Splits", "dataset_from_checkpoint", "default_data_root", "load_dataset", "make_splits"]
-
-
-def default_data_root() -> Path:
-    """``$MOLGNN_DATA`` if set, else ``~/.cache/molgnn``; QM9 lives in its ``qm9`` folder."""
-    return Path(os.environ.get("MOLGNN_DATA", Path.home() / ".cache" / "molgnn")).expanduser()
-
-
-def _root(config: TrainConfig) -> str:
-    root = Path(config.data_root).expanduser() if config.data_root else default_data_root() / "qm9"
-    return str(root.resolve())
+__all__ = ["Splits", "dataset_from_checkpoint", "load_dataset", "make_splits"]
 
 
 def load_dataset(config: TrainConfig) -> Dataset:
     """The QM9 dataset that ``config`` trains on, processed once and cached.
 
     ``config.subset`` molecules drawn at random from all of QM9 with ``config.subset_seed``
-    (see :class:`~molgnn.data.QM9`), or all of them for ``subset=None``.
+    (see [`QM9`][molgnn.data.QM9]), or all of them for ``subset=None``.
     """
     from molgnn.data import QM9
 
     return QM9(
-        _root(config), target=config.target, subset=config.subset, subset_seed=config.subset_seed
+        str(qm9_root(config.data_root)),
+        target=config.target,
+        subset=config.subset,
+        subset_seed=config.subset_seed,
     )
 
 
@@ -61,15 +54,15 @@ def dataset_from_checkpoint(
             version) or some of its ids are not in the QM9 source.
     """
     from molgnn.data import QM9
-    from molgnn.training.checkpoint import load_checkpoint
+    from molgnn.io.checkpoint import load_checkpoint
 
     payload = checkpoint if isinstance(checkpoint, Mapping) else load_checkpoint(checkpoint)
-    config = TrainConfig.from_dict(dict(payload["train_config"]))
+    config = TrainConfig.from_checkpoint(payload)
     if data_root is not None:
         config = config.replace(data_root=data_root)
     record = payload.get("data") or {}
     if "molecule_ids" not in record:  # written before subsets were random draws
-        return QM9(_root(config), target=config.target, first=config.subset)
+        return QM9(str(qm9_root(config.data_root)), target=config.target, first=config.subset)
     if record["molecule_ids"] is None:
         raise ValueError(
             f"the checkpoint's {record.get('dataset')} dataset has no QM9 ids to rebuild it from"
@@ -78,7 +71,7 @@ def dataset_from_checkpoint(
     dataset = load_dataset(config)
     if np.array_equal(dataset.molecule_ids, ids):
         return dataset
-    full = QM9(_root(config), target=config.target)
+    full = QM9(str(qm9_root(config.data_root)), target=config.target)
     position = {int(m): i for i, m in enumerate(full.molecule_ids.tolist())}
     missing = [int(m) for m in ids if int(m) not in position]
     if missing:

@@ -11,14 +11,14 @@ __all__ = ["WeightEMA"]
 
 
 class WeightEMA:
-    r"""Keeps :math:`\bar\theta \leftarrow d\,\bar\theta + (1 - d)\,\theta` after every step.
+    r"""Keeps $\bar\theta \leftarrow d\,\bar\theta + (1 - d)\,\theta$ after every step.
 
     Floating-point parameters and buffers are averaged; the averaged weights are swapped in for
-    evaluation with :meth:`swap`.
+    evaluation with [`swap`][molgnn.training.WeightEMA.swap].
 
     Args:
         model: The model being trained.
-        decay: Decay :math:`d` in (0, 1), e.g. 0.999.
+        decay: Decay $d$ in (0, 1), e.g. 0.999.
     """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
@@ -50,7 +50,7 @@ class WeightEMA:
         return {"decay": self.decay, "shadow": self.shadow}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`'s output."""
+        """Restore [`state_dict`][molgnn.training.WeightEMA.state_dict]'s output."""
         self.decay = float(state["decay"])
         for key, value in state["shadow"].items():
             self.shadow[key].copy_(value)

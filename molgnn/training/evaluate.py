@@ -9,8 +9,9 @@ import torch
 from torch_geometric.data import Dataset
 from torch_geometric.loader import DataLoader
 
-from molgnn.training.checkpoint import load_checkpoint, model_from_checkpoint
+from molgnn.io.checkpoint import load_checkpoint, model_from_checkpoint
 from molgnn.training.data import dataset_from_checkpoint
+from molgnn.training.losses import error_metrics, errors_by_size
 from molgnn.training.trainer import predict_batch
 
 __all__ = ["evaluate_checkpoint"]
@@ -31,7 +32,7 @@ def evaluate_checkpoint(
     Args:
         path: A molgnn checkpoint.
         dataset: The dataset (default: the molecules the checkpoint records, see
-            :func:`~molgnn.training.data.dataset_from_checkpoint`).
+            [`dataset_from_checkpoint`][molgnn.training.dataset_from_checkpoint]).
         split: ``"train"``, ``"val"`` or ``"test"`` (default: ``"test"``).
         data_root: Where the dataset lives, overriding the checkpoint's.
         batch_size: Inference batch size (default: ``128``).
@@ -58,23 +59,14 @@ def evaluate_checkpoint(
         sizes.append(torch.bincount(batch.batch, minlength=batch.num_graphs))
     pred, y, size = torch.cat(preds), torch.cat(ys), torch.cat(sizes)
     unit = payload["target"]["units"][0]
-    scale = 1000.0 if unit == "eV" else 1.0
-    err = pred - y
     out: dict[str, Any] = {
         "split": split,
         "count": int(y.size(0)),
         "unit": unit,
-        "mae": float(err.abs().mean()),
-        "rmse": float(err.pow(2).mean().sqrt()),
+        **error_metrics(pred, y, unit),
         "pred": pred,
         "y": y,
         "sizes": size,
     }
-    if unit == "eV":
-        out["mae_mev"] = out["mae"] * 1000.0
-        out["rmse_mev"] = out["rmse"] * 1000.0
-    out["by_size"] = {
-        int(n): {"count": int((size == n).sum()), "mae": float(err[size == n].abs().mean()) * scale}
-        for n in size.unique().tolist()
-    }
+    out["by_size"] = errors_by_size(pred, y, size, unit)
     return out

@@ -2,8 +2,8 @@
 
 Lightning is imported only when this module is, never by ``import molgnn.training``.
 
-Example::
-
+Example:
+    ```python
     import lightning as L
     from molgnn.training import TrainConfig
     from molgnn.training.lightning import MolgnnLightningModule
@@ -11,6 +11,7 @@ Example::
     module = MolgnnLightningModule(TrainConfig(epochs=10))
     train, val, test = module.dataloaders()
     L.Trainer(max_epochs=10).fit(module, train, val)
+    ```
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
         "molgnn.training.lightning needs Lightning: pip install 'molgnn[lightning]'"
     ) from err
 
+from molgnn.data.keys import MEV_PER_EV
 from molgnn.training.config import TrainConfig
 from molgnn.training.trainer import Trainer, predict_batch
 
@@ -34,12 +36,13 @@ __all__ = ["MolgnnLightningModule"]
 
 
 class MolgnnLightningModule(L.LightningModule):
-    """Trains a molgnn model with Lightning using the same pieces as :func:`molgnn.training.fit`.
+    """Trains a molgnn model with Lightning using the same pieces as
+    [`molgnn.training.fit`][molgnn.training.fit].
 
     The model, the normalisation fitted on the training split, the loss
-    (:func:`~molgnn.training.get_loss`) and the warm-up + plateau schedule
-    (:class:`~molgnn.training.WarmupPlateauSchedule`) all come from a
-    :class:`~molgnn.training.Trainer` built from ``config``; Lightning only drives the loop.
+    ([`get_loss`][molgnn.training.get_loss]) and the warm-up + plateau schedule
+    ([`WarmupPlateauSchedule`][molgnn.training.WarmupPlateauSchedule]) all come from a
+    [`Trainer`][molgnn.training.Trainer] built from ``config``; Lightning only drives the loop.
 
     Args:
         config: The run's configuration.
@@ -51,7 +54,7 @@ class MolgnnLightningModule(L.LightningModule):
         self.core = Trainer(config, dataset=dataset, progress=False)
         self.model = self.core.model
         self.config = config
-        self.scale = 1000.0 if self.core.target.unit == "eV" else 1.0
+        self.scale = MEV_PER_EV if self.core.target.unit == "eV" else 1.0
 
     def dataloaders(self) -> tuple[Any, Any, Any]:
         """Training, validation and test loaders of the configured split."""

@@ -12,8 +12,9 @@ __all__ = ["WarmupPlateauSchedule"]
 class WarmupPlateauSchedule:
     """Linear warm-up over ``warmup_steps`` optimiser steps, then ReduceLROnPlateau per epoch.
 
-    Call :meth:`step_batch` after every optimiser step and :meth:`step_epoch` with the validation
-    loss after every epoch.
+    Call [`step_batch`][molgnn.training.WarmupPlateauSchedule.step_batch] after every optimiser step
+    and [`step_epoch`][molgnn.training.WarmupPlateauSchedule.step_epoch] with the validation loss
+    after every epoch.
 
     Args:
         optimizer: The optimiser whose learning rate is scheduled.
@@ -68,6 +69,6 @@ class WarmupPlateauSchedule:
         return {"step_count": self.step_count, "plateau": self.plateau.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`'s output."""
+        """Restore [`state_dict`][molgnn.training.WarmupPlateauSchedule.state_dict]'s output."""
         self.step_count = int(state["step_count"])
         self.plateau.load_state_dict(state["plateau"])

@@ -1,4 +1,5 @@
-"""The training loop: a :class:`Trainer` that runs epoch by epoch and can be saved and resumed."""
+"""The training loop: a [`Trainer`][molgnn.training.Trainer] that runs epoch by epoch and can be
+saved and resumed."""
 
 from __future__ import annotations
 
@@ -17,12 +18,13 @@ from torch_geometric.data import Batch, Dataset
 from torch_geometric.loader import DataLoader
 
 from molgnn.data.keys import atom_reference, get_target
+from molgnn.io.checkpoint import load_checkpoint, save_checkpoint
 from molgnn.training.allocator import tune_malloc
-from molgnn.training.checkpoint import load_checkpoint, save_checkpoint
 from molgnn.training.config import TrainConfig
 from molgnn.training.data import Splits, dataset_from_checkpoint, load_dataset, make_splits
+from molgnn.training.distributed import DataParallel, current_data_parallel
 from molgnn.training.ema import WeightEMA
-from molgnn.training.losses import get_loss
+from molgnn.training.losses import error_metrics, errors_by_size, get_loss
 from molgnn.training.schedule import WarmupPlateauSchedule
 
 __all__ = ["Trainer", "TrainingDivergedError", "predict_batch", "resolve_device", "seed_everything"]
@@ -100,16 +102,24 @@ def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
 
 
 class Trainer:
-    """Trains one model on one dataset split, one epoch per :meth:`run_epoch` call.
+    """Trains one model on one dataset split, one epoch per
+    [`run_epoch`][molgnn.training.Trainer.run_epoch] call.
 
     Standardisation and atom references are fitted on the training split only and stored in
     the model, so the model always predicts in the target's real units.
 
+    Inside a ``torch.distributed`` process group of several processes, the trainer is one
+    rank of a data-parallel run ([`molgnn.training.distributed`][molgnn.training.distributed]):
+    ``batch_size`` stays the global batch, each rank trains on its slice of it, and every rank
+    computes the metrics of the whole validation and test splits; ``model`` is the unwrapped model
+    on every rank.
+
     Args:
         config: The run's configuration.
-        dataset: The dataset (default: :func:`~molgnn.training.data.load_dataset` of ``config``).
+        dataset: The dataset (default: [`load_dataset`][molgnn.training.load_dataset] of
+            ``config``).
         model: A model to train instead of building ``config.model`` (e.g. a warm start).
-        splits: Split indices (default: :func:`~molgnn.training.data.make_splits`).
+        splits: Split indices (default: [`make_splits`][molgnn.training.make_splits]).
         progress: Show a per-batch progress bar on a terminal (default: ``True``).
     """
 
@@ -121,28 +131,34 @@ class Trainer:
         splits: Splits | None = None,
         progress: bool = True,
     ) -> None:
-        from molgnn.models import build_model
-
+        config = config.resolved()  # the model's "auto" prior resolved for the target
         self.config = config
         self.progress = progress
         seed_everything(config.seed)
         self.device = resolve_device(config.device)
+        # Data parallelism: None in a single process (nothing below changes then).
+        self.data_parallel: DataParallel | None = current_data_parallel()
+        if self.data_parallel is not None:
+            self.data_parallel.check(config.batch_size)
+            self.device = self.data_parallel.local_device(self.device)
         if config.tune_malloc and self.device.type == "cpu":
             tune_malloc()
         self.dataset = dataset if dataset is not None else load_dataset(config)
         self.splits = splits if splits is not None else make_splits(len(self.dataset), config)
         self.target = get_target(config.target)
         if model is None:
-            overrides = dict(config.model_overrides)
-            if config.use_atomref:
-                overrides.setdefault("prior", "atomref")
-            self.model: Any = build_model(config.model, **overrides)
+            self.model: Any = config.model.build()
             self._fit_normalization()
         else:
             self.model = model
         self.model.to(self.device)
         if config.compile:
             self.model.compile()
+        # In a data-parallel run the training step runs the model's DistributedDataParallel
+        # wrapper, which all-reduces the gradients.
+        self._ddp: nn.Module | None = (
+            None if self.data_parallel is None else self.data_parallel.wrap(self.model, self.device)
+        )
         # The fused AdamW kernel (one pass over every parameter) where torch has one: on a CPU
         # it takes about a quarter of the time of the default per-parameter loop.
         self.optimizer = torch.optim.AdamW(
@@ -154,7 +170,7 @@ class Trainer:
         self.schedule = WarmupPlateauSchedule(
             self.optimizer,
             config.lr,
-            config.warmup_steps,
+            self.warmup_steps,
             config.lr_factor,
             config.lr_patience,
             config.lr_min,
@@ -171,18 +187,31 @@ class Trainer:
         self.best_state: dict[str, Tensor] = copy.deepcopy(self.model.state_dict())
 
     # -- set-up ---------------------------------------------------------------------------------
+    @property
+    def warmup_steps(self) -> int:
+        """``config.warmup_steps``, or for ``None`` a quarter of the run's optimiser steps
+        (``epochs * train molecules // batch_size // 4``), at least 1 and at most 200."""
+        cfg = self.config
+        if cfg.warmup_steps is not None:
+            return cfg.warmup_steps
+        steps = cfg.epochs * len(self.splits.train) // cfg.batch_size // 4
+        return min(200, max(1, steps))
+
     def _fit_normalization(self) -> None:
         """Atom references and mean/std from the training split only."""
         y = _all_targets(self.dataset)[self.splits.train].to(torch.float64)  # [M, T]
         self.atomref_table: Tensor | None = None
-        if self.config.use_atomref:
-            table = torch.tensor(atom_reference(self.config.target), dtype=torch.float64)
-            self.atomref_table = table
+        if self.config.uses_atom_reference:
             prior = self.model.prior
             if prior is None:
                 raise ValueError(
-                    "atomref is on but the model has no prior; set model.prior='atomref'"
+                    f"model.prior={self.config.model.prior!r} but the model has no prior"  # type: ignore[attr-defined]
                 )
+            table = torch.tensor(
+                atom_reference(self.config.target, max_z=prior.weight.numel()),
+                dtype=torch.float64,
+            )
+            self.atomref_table = table
             with torch.no_grad():
                 prior.weight.copy_(table[: prior.weight.numel()].to(prior.weight))
                 prior.initial.copy_(prior.weight)
@@ -193,8 +222,19 @@ class Trainer:
             self.model.set_standardization(y.mean(0), y.std(0))
 
     def loaders(self) -> tuple[DataLoader, DataLoader, DataLoader]:
-        """Training (shuffled with the trainer's generator), validation and test loaders."""
+        """Training (shuffled with the trainer's generator), validation and test loaders.
+
+        In a data-parallel run, this rank's share of each (see
+        [`molgnn.training.distributed`][molgnn.training.distributed]).
+        """
         cfg = self.config
+        if self.data_parallel is not None:
+            dp = self.data_parallel
+            return (
+                dp.train_loader(self.dataset[self.splits.train], cfg.batch_size, self.generator),
+                dp.eval_loader(self.dataset[self.splits.val], cfg.inference_batch_size),
+                dp.eval_loader(self.dataset[self.splits.test], cfg.inference_batch_size),
+            )
         train = DataLoader(
             self.dataset[self.splits.train],
             batch_size=cfg.batch_size,
@@ -216,21 +256,28 @@ class Trainer:
 
         self.model.train()
         total, count = 0.0, 0
+        dp = self.data_parallel
+        main = dp is None or dp.is_main
         bar = tqdm(
             loader,
             desc=f"epoch {self.epoch + 1}/{self.config.epochs}",
             leave=False,
-            disable=not (self.progress and sys.stderr.isatty()),
+            disable=not (self.progress and main and sys.stderr.isatty()),
         )
+        shares = iter(dp.step_shares(len(loader.dataset), self.config.batch_size) if dp else ())
         for batch in bar:
             batch = batch.to(self.device)
             self.optimizer.zero_grad(set_to_none=True)
             with self._autocast():
-                pred = predict_batch(self.model, batch)
+                pred = predict_batch(self.model if self._ddp is None else self._ddp, batch)
             loss = self.loss_fn(pred.float(), batch.y.view_as(pred).float())
-            if not torch.isfinite(loss):
+            step_loss, num_graphs = loss, batch.num_graphs
+            if dp is not None:  # this rank's share of the global batch's loss
+                local, num_graphs = next(shares)
+                loss, step_loss = dp.weigh(loss, local, num_graphs)
+            if not torch.isfinite(step_loss):
                 raise TrainingDivergedError(
-                    f"loss became {loss.item()} at epoch {self.epoch + 1}; try a lower lr "
+                    f"loss became {step_loss.item()} at epoch {self.epoch + 1}; try a lower lr "
                     f"(now {self.schedule.current_lr:.3g}) or gradient_clip"
                 )
             loss.backward()
@@ -240,9 +287,9 @@ class Trainer:
             self.schedule.step_batch()
             if self.ema is not None:
                 self.ema.update(self.model)
-            total += loss.item() * batch.num_graphs
-            count += batch.num_graphs
-            bar.set_postfix(loss=f"{loss.item():.4g}", lr=f"{self.schedule.current_lr:.2e}")
+            total += step_loss.item() * num_graphs
+            count += num_graphs
+            bar.set_postfix(loss=f"{step_loss.item():.4g}", lr=f"{self.schedule.current_lr:.2e}")
         return total / max(count, 1)
 
     @torch.no_grad()
@@ -268,16 +315,28 @@ class Trainer:
                 self.ema.swap(self.model)
         return torch.cat(preds), torch.cat(ys), torch.cat(sizes)
 
+    def _predict_split(self, loader: DataLoader) -> tuple[Tensor, Tensor, Tensor]:
+        """[`predict`][molgnn.training.Trainer.predict] over a whole split; in a data-parallel run,
+        every rank's block of the split gathered in order, on every rank."""
+        dp = self.data_parallel
+        if dp is None:
+            return self.predict(loader)
+        rows = loader.batch_sampler.rows()
+        width = int(self.dataset[int(self.splits.train[0])].y.numel())  # targets T
+        if rows[dp.rank]:
+            pred, y, sizes = self.predict(loader)
+        else:  # fewer batches than ranks: this rank has none
+            pred, y, sizes = torch.empty(0, width), torch.empty(0, width), torch.empty(0)
+        table = dp.gather([pred, y, sizes[:, None]], rows, self.device)  # [M, 2T + 1]
+        return (
+            table[:, :width].float(),
+            table[:, width : 2 * width].float(),
+            table[:, 2 * width].long(),
+        )
+
     def _metrics(self, prefix: str, pred: Tensor, y: Tensor) -> dict[str, float]:
-        err = pred - y
-        out = {
-            f"{prefix}_mae": float(err.abs().mean()),
-            f"{prefix}_rmse": float(err.pow(2).mean().sqrt()),
-            f"{prefix}_loss": float(self.loss_fn(pred, y)),
-        }
-        if self.target.unit == "eV":
-            out[f"{prefix}_mae_mev"] = out[f"{prefix}_mae"] * 1000.0
-            out[f"{prefix}_rmse_mev"] = out[f"{prefix}_rmse"] * 1000.0
+        out = error_metrics(pred, y, self.target.unit, prefix=f"{prefix}_")
+        out[f"{prefix}_loss"] = float(self.loss_fn(pred, y))
         return out
 
     def run_epoch(self) -> dict[str, Any]:
@@ -290,12 +349,15 @@ class Trainer:
         train_loader, val_loader, _ = self.loaders()
         start = time.perf_counter()
         train_loss = self.train_epoch(train_loader)
-        pred, y, _ = self.predict(val_loader)
+        pred, y, _ = self._predict_split(val_loader)
         metrics: dict[str, Any] = {"epoch": self.epoch + 1, "train_loss": train_loss}
         metrics.update(self._metrics("val", pred, y))
         self.schedule.step_epoch(metrics["val_loss"])
         self.epoch += 1
-        self.elapsed += time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        if self.data_parallel is not None:  # the slowest rank's, so max_time stops all at once
+            seconds = self.data_parallel.max(seconds, self.device)
+        self.elapsed += seconds
         metrics["lr"] = self.schedule.current_lr
         metrics["time"] = self.elapsed
         if metrics["val_mae"] < self.best_val:
@@ -329,19 +391,12 @@ class Trainer:
         ema, self.ema = self.ema, None  # best_state already holds the averaged weights
         self.model.load_state_dict(self.best_state)
         try:
-            pred, y, sizes = self.predict(self.loaders()[2])
+            pred, y, sizes = self._predict_split(self.loaders()[2])
         finally:
             self.model.load_state_dict(current)
             self.ema = ema
         metrics: dict[str, Any] = self._metrics("test", pred, y)
-        scale = 1000.0 if self.target.unit == "eV" else 1.0
-        by_size = {}
-        for n in sizes.unique().tolist():
-            mask = sizes == n
-            by_size[str(n)] = {
-                "count": int(mask.sum()),
-                "mae": float((pred[mask] - y[mask]).abs().mean()) * scale,
-            }
+        by_size = {str(n): v for n, v in errors_by_size(pred, y, sizes, self.target.unit).items()}
         metrics["test_mae_by_size"] = by_size
         return metrics
 
@@ -354,7 +409,7 @@ class Trainer:
             "target": {"names": [self.target.name], "units": [self.target.unit]},
             "normalization": {
                 "standardize": self.config.use_standardize,
-                "atomref": self.config.use_atomref,
+                "atomref": self.config.uses_atom_reference,
             },
             "data": {
                 "dataset": type(self.dataset).__name__,
@@ -430,8 +485,8 @@ class Trainer:
         save_checkpoint({**payload, **(extra or {})}, path)
 
     def load(self, path: str | Path) -> None:
-        """Restore, in place, the state :meth:`save` wrote (weights, optimiser, schedule, EMA,
-        early stopping, history and random states)."""
+        """Restore, in place, the state [`save`][molgnn.training.Trainer.save] wrote (weights,
+        optimiser, schedule, EMA, early stopping, history and random states)."""
         payload = load_checkpoint(path)
         state = payload.get("training_state")
         if state is None:
@@ -454,11 +509,12 @@ class Trainer:
     def resume(
         cls, path: str | Path, dataset: Dataset | None = None, progress: bool = True
     ) -> Trainer:
-        """Rebuild a trainer from a resumable checkpoint written by :meth:`save`."""
+        """Rebuild a trainer from a resumable checkpoint written by
+        [`save`][molgnn.training.Trainer.save]."""
         payload = load_checkpoint(path)
         if payload.get("training_state") is None:
             raise ValueError(f"{path} has no training state; only last.ckpt files can be resumed")
-        config = TrainConfig.from_dict(payload["train_config"])
+        config = TrainConfig.from_checkpoint(payload)
         split = payload["data"]["split"]
         splits = Splits(split["train"], split["val"], split["test"])
         if dataset is None:

@@ -1,7 +1,7 @@
 """Dataset transforms: PyG ``BaseTransform`` subclasses, one per file."""
 
 from molgnn.transforms.atom_ref import AtomRef
-from molgnn.transforms.center import ATOMIC_MASSES, Center
+from molgnn.transforms.center import Center
 from molgnn.transforms.covalent_bonds import (
     BOND_FEATURES,
     BOND_TOLERANCE,
@@ -17,7 +17,6 @@ from molgnn.transforms.random_rotation import VECTOR_KEYS, RandomRotation, rando
 from molgnn.transforms.standardize import Standardize
 
 __all__ = [
-    "ATOMIC_MASSES",
     "BOND_FEATURES",
     "BOND_TOLERANCE",
     "COVALENT_RADII",

@@ -18,10 +18,12 @@ __all__ = ["AtomRef"]
 
 
 class AtomRef(BaseTransform):
-    r"""Subtracts the sum of per-element reference values from ``y``; :meth:`inverse` adds it back.
+    r"""Subtracts the sum of per-element reference values from ``y``;
+    [`inverse`][molgnn.transforms.AtomRef.inverse] adds it back.
 
-    .. math::
-        y' = y - \sum_{i \in \text{atoms}} E_{\text{ref}}(z_i)
+    $$
+    y' = y - \sum_{i \in \text{atoms}} E_{\text{ref}}(z_i)
+    $$
 
     With QM9's isolated-atom energies this turns the total energy U0 into the atomization
     energy, which is far easier to learn. An atom whose element has no reference value raises a
@@ -144,7 +146,7 @@ class AtomRef(BaseTransform):
         return data
 
     def inverse(self, data: Data) -> Data:
-        """Add the reference values back to ``data.y`` (undo :meth:`forward`)."""
+        """Add the reference values back to ``data.y`` (undo ``forward``)."""
         require(data, "z", "y", transform="AtomRef.inverse")
         try:
             data.y = self._shift(data.y, self.offsets(data.z), 1.0)

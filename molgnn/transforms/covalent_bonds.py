@@ -35,18 +35,19 @@ COVALENT_RADII: dict[int, float] = {
     54: 1.40, 55: 2.44, 56: 2.15, 78: 1.36, 79: 1.36, 80: 1.32, 81: 1.45, 82: 1.46, 83: 1.48,
 }  # fmt: skip
 
-#: Bond features :class:`CovalentBonds` can put in ``edge_attr``: ``"length"`` (Å) and
-#: ``"ratio"``, the length over the summed single-bond radii (about 0.87 for a C=C double bond,
-#: 0.79 for a triple bond and 1.0 for a single bond).
+#: Bond features [`CovalentBonds`][molgnn.transforms.CovalentBonds] can put in ``edge_attr``:
+#: ``"length"`` (Å) and ``"ratio"``, the length over the summed single-bond radii (about 0.87 for a
+#: C=C double bond, 0.79 for a triple bond and 1.0 for a single bond).
 BOND_FEATURES: tuple[str, ...] = ("length", "ratio")
 
 #: Default bond tolerance: atoms are bonded when closer than this factor times their summed
-#: covalent radii. The one default of :func:`covalent_bonds`, :class:`CovalentBonds` and the
-#: pooled GNN's ``bond_tolerance`` (:class:`~molgnn.models.PooledGNN`,
-#: :class:`~molgnn.models.PooledGNNConfig`, :func:`~molgnn.models.degree_histogram`). On QM9's
-#: 130,831 molecules 1.15 gives every H one bond and every heavy atom a normal valence in all but
-#: 2, while 1.2 also bonds the 1,3 carbons of 1,688 strained bicyclic molecules (a five-bonded
-#: carbon).
+#: covalent radii. The one default of every ``bond_tolerance``:
+#: [`covalent_bonds`][molgnn.transforms.covalent_bonds],
+#: [`CovalentBonds`][molgnn.transforms.CovalentBonds] and the pooled GNN's
+#: ([`PooledGNN`][molgnn.models.PooledGNN], [`PooledGNNConfig`][molgnn.models.PooledGNNConfig],
+#: [`degree_histogram`][molgnn.models.degree_histogram]). On QM9's 130,831 molecules 1.15 gives
+#: every H one bond and every heavy atom a normal valence in all but 2, while 1.2 also bonds the 1,3
+#: carbons of 1,688 strained bicyclic molecules (a five-bonded carbon).
 BOND_TOLERANCE: float = 1.15
 
 _MAX_Z = len(ELEMENT_SYMBOLS)
@@ -74,38 +75,41 @@ def covalent_radii(z: Tensor) -> Tensor:
 
 
 def covalent_bonds(
-    z: Tensor, pos: Tensor, batch: Tensor | None = None, tolerance: float = BOND_TOLERANCE
+    z: Tensor, pos: Tensor, batch: Tensor | None = None, bond_tolerance: float = BOND_TOLERANCE
 ) -> Tensor:
-    r"""Bonds between atoms closer than their summed covalent radii times ``tolerance``.
+    r"""Bonds between atoms closer than their summed covalent radii times ``bond_tolerance``.
 
-    Atoms :math:`i \neq j` of the same molecule are bonded when
+    Atoms $i \neq j$ of the same molecule are bonded when
 
-    .. math::
-        \lVert \mathbf{r}_i - \mathbf{r}_j \rVert < t\,(R_i + R_j),
+    $$
+    \lVert \mathbf{r}_i - \mathbf{r}_j \rVert < t\,(R_i + R_j),
+    $$
 
-    with :math:`R` the radii of :data:`COVALENT_RADII` and :math:`t` the tolerance. Each bond
-    appears in both directions. Works on a batch of molecules inside a model's ``forward``.
+    with $R$ the radii of [`COVALENT_RADII`][molgnn.transforms.COVALENT_RADII] and $t$ the
+    tolerance. Each bond appears in both directions. Works on a batch of molecules inside a model's
+    ``forward``.
 
     Args:
         z: Atomic numbers, ``[N]``.
         pos: Positions in Å, ``[N, 3]``.
         batch: Molecule index of each atom, ``[N]`` (default: one molecule).
-        tolerance: Factor on the summed radii (default: :data:`BOND_TOLERANCE`, chosen so that
-            QM9's molecules get normal valences).
+        bond_tolerance: Factor $t$ on the summed radii (default:
+            [`BOND_TOLERANCE`][molgnn.transforms.BOND_TOLERANCE], chosen so that QM9's molecules get
+            normal valences).
 
     Returns:
         ``edge_index`` ``[2, E]``: row 0 the neighbour, row 1 the centre, sorted by centre.
 
     Raises:
         ValueError: for an element without a radius, mismatched shapes, non-finite positions or
-            a non-positive tolerance.
+            a non-positive ``bond_tolerance``.
 
     Shapes:
         - **input:** z ``[N]``, pos ``[N, 3]``, batch ``[N]``
         - **output:** edge_index ``[2, E]``
     """
-    if not tolerance > 0:
-        raise ValueError(f"tolerance must be positive, got {tolerance}")
+    if not bond_tolerance > 0:
+        raise ValueError(f"bond_tolerance must be positive, got {bond_tolerance}")
     if z.dim() != 1 or pos.dim() != 2 or z.size(0) != pos.size(0):
         raise ValueError(
             f"z must be [N] and pos [N, 3] with the same N, got {list(z.shape)} and "
@@ -114,26 +118,28 @@ def covalent_bonds(
     radii = covalent_radii(z)  # [N]
     if z.numel() == 0:
         return torch.empty(2, 0, dtype=torch.long, device=z.device)
-    reach = float(2 * tolerance * radii.max())
+    reach = float(2 * bond_tolerance * radii.max())
     edge_index = radius_graph(pos, reach, batch, max_num_neighbors=None)
     j, i = edge_index
     dist = (pos[j] - pos[i]).norm(dim=-1).to(torch.float64)  # [E]
-    keep = dist < tolerance * (radii[i] + radii[j])
+    keep = dist < bond_tolerance * (radii[i] + radii[j])
     return edge_index[:, keep]
 
 
 class CovalentBonds(BaseTransform):
-    r"""Adds the bonds that :func:`covalent_bonds` finds from the 3D geometry.
+    r"""Adds the bonds that [`covalent_bonds`][molgnn.transforms.covalent_bonds]
+    finds from the 3D geometry.
 
     Sets ``edge_index`` ``[2, E]`` (each bond in both directions, sorted by centre atom) and
-    ``edge_attr`` ``[E, F]`` with the requested :data:`BOND_FEATURES`: ``"length"``, the bond
-    length in Å, and ``"ratio"``, the length divided by the summed single-bond radii (below 1
-    for multiple bonds).
+    ``edge_attr`` ``[E, F]`` with the requested [`BOND_FEATURES`][molgnn.transforms.BOND_FEATURES]:
+    ``"length"``, the bond length in Å, and ``"ratio"``, the length divided by the summed
+    single-bond radii (below 1 for multiple bonds).
 
     Args:
-        tolerance: Factor on the summed covalent radii (default: :data:`BOND_TOLERANCE`).
-        features: Columns of ``edge_attr``, in order, from :data:`BOND_FEATURES`
-            (default: ``("length",)``).
+        bond_tolerance: Factor on the summed covalent radii (default:
+            [`BOND_TOLERANCE`][molgnn.transforms.BOND_TOLERANCE]).
+        features: Columns of ``edge_attr``, in order, from
+            [`BOND_FEATURES`][molgnn.transforms.BOND_FEATURES] (default: ``("length",)``).
 
     Shapes:
         - **input:** z ``[N]``, pos ``[N, 3]``
@@ -141,10 +147,10 @@ class CovalentBonds(BaseTransform):
     """
 
     def __init__(
-        self, tolerance: float = BOND_TOLERANCE, features: Sequence[str] = ("length",)
+        self, bond_tolerance: float = BOND_TOLERANCE, features: Sequence[str] = ("length",)
     ) -> None:
-        if not tolerance > 0:
-            raise ValueError(f"tolerance must be positive, got {tolerance}")
+        if not bond_tolerance > 0:
+            raise ValueError(f"bond_tolerance must be positive, got {bond_tolerance}")
         features = tuple(features)
         unknown = [f for f in features if f not in BOND_FEATURES]
         if unknown or not features:
@@ -152,14 +158,14 @@ class CovalentBonds(BaseTransform):
                 f"unknown or no bond features {unknown or list(features)}; valid features: "
                 + ", ".join(BOND_FEATURES)
             )
-        self.tolerance = tolerance
+        self.bond_tolerance = bond_tolerance
         self.features = features
 
     def forward(self, data: Data) -> Data:
         require(data, "z", "pos", transform="CovalentBonds")
         check_pos(data.pos, describe(data))
         try:
-            edge_index = covalent_bonds(data.z, data.pos, tolerance=self.tolerance)
+            edge_index = covalent_bonds(data.z, data.pos, bond_tolerance=self.bond_tolerance)
         except ValueError as err:
             raise ValueError(f"{describe(data)}: {err}") from None
         j, i = edge_index
@@ -177,5 +183,6 @@ class CovalentBonds(BaseTransform):
 
     def __repr__(self) -> str:
         return (
-            f"{self.__class__.__name__}(tolerance={self.tolerance}, features={list(self.features)})"
+            f"{self.__class__.__name__}(bond_tolerance={self.bond_tolerance}, "
+            f"features={list(self.features)})"
         )

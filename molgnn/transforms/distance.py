@@ -13,11 +13,12 @@ __all__ = ["Distance"]
 class Distance(BaseTransform):
     r"""Sets ``edge_weight`` (edge lengths) and ``edge_vec`` (edge vectors) from ``edge_index``.
 
-    For the edge :math:`(j, i)`, i.e. ``edge_index[:, e] = (j, i)``,
+    For the edge $(j, i)$, i.e. ``edge_index[:, e] = (j, i)``,
 
-    .. math::
-        \mathbf{e}_{ji} = \mathbf{r}_j - \mathbf{r}_i, \qquad
-        w_{ji} = \lVert \mathbf{e}_{ji} \rVert,
+    $$
+    \mathbf{e}_{ji} = \mathbf{r}_j - \mathbf{r}_i, \qquad
+    w_{ji} = \lVert \mathbf{e}_{ji} \rVert,
+    $$
 
     the neighbour minus the centre, torchmd-net's convention.
 

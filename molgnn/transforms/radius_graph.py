@@ -14,8 +14,8 @@ __all__ = ["RadiusGraph"]
 class RadiusGraph(BaseTransform):
     r"""Sets ``edge_index`` to all atom pairs closer than ``cutoff``, in pure PyTorch.
 
-    Uses :func:`molgnn.nn.radius_graph`, so neither pyg-lib nor torch-cluster is needed. Edges
-    point from neighbour :math:`j` (row 0) to centre :math:`i` (row 1) and are sorted by centre;
+    Uses [`molgnn.nn.radius_graph`][molgnn.nn.radius_graph], so neither pyg-lib nor torch-cluster is
+    needed. Edges point from neighbour $j$ (row 0) to centre $i$ (row 1) and are sorted by centre;
     an atom with more than ``max_num_neighbors`` neighbours keeps the nearest ones. Precomputing
     the graph once per molecule saves the search in every training step.
 

@@ -25,19 +25,19 @@ def random_orthogonal_matrix(
 ) -> Tensor:
     r"""A rotation matrix drawn uniformly (Haar measure) from SO(3), optionally reflected.
 
-    A unit quaternion :math:`q = g / \lVert g \rVert` with :math:`g` four standard normal
+    A unit quaternion $q = g / \lVert g \rVert$ with $g$ four standard normal
     numbers is uniform on the 3-sphere, and the rotation it encodes is then uniform on SO(3)
     (K. Shoemake, "Uniform random rotations", Graphics Gems III, 124-132 (1992)). This needs no
     matrix decomposition, so it costs microseconds.
 
     Args:
         reflect: With probability 1/2 return an improper rotation (determinant -1), the
-            rotation times the inversion :math:`-I` (default: ``False``).
+            rotation times the inversion $-I$ (default: ``False``).
         generator: Random generator (default: ``None``, torch's global one).
         dtype: dtype of the result (default: ``torch.float64``).
 
     Returns:
-        ``[3, 3]`` orthogonal matrix :math:`R`, to be applied as ``v @ R.T``.
+        ``[3, 3]`` orthogonal matrix $R$, to be applied as ``v @ R.T``.
     """
     w, x, y, z = torch.randn(4, generator=generator, dtype=torch.float64).tolist()
     norm = math.sqrt(w * w + x * x + y * y + z * z)
@@ -59,18 +59,18 @@ class RandomRotation(BaseTransform):
     r"""Rotates each molecule by a uniformly random rotation, for data augmentation.
 
     Every attribute named in ``keys`` that is present (``pos`` and, by default, ``edge_vec`` and
-    ``forces``) is rotated as :math:`\mathbf{v}' = \mathbf{v} R^\top`, in its own dtype. Scalars
+    ``forces``) is rotated as $\mathbf{v}' = \mathbf{v} R^\top$, in its own dtype. Scalars
     such as ``edge_weight`` and invariant targets are unchanged. The matrix of the last call is
-    kept in :attr:`last_matrix` (float64).
+    kept in ``last_matrix`` (float64).
 
     Args:
-        reflect: Apply an improper rotation (a rotation times :math:`-I`) with probability 1/2
+        reflect: Apply an improper rotation (a rotation times $-I$) with probability 1/2
             (default: ``False``).
         seed: Seed of the transform's own generator; ignored when ``generator`` is given
             (default: ``None``, torch's global generator).
         generator: Generator to draw from (default: ``None``).
         keys: Attributes that hold Cartesian vectors, each ``[*, 3]`` (default:
-            :data:`VECTOR_KEYS`).
+            [`VECTOR_KEYS`][molgnn.transforms.VECTOR_KEYS]).
 
     Shapes:
         - **input:** pos ``[N, 3]``, edge_vec ``[E, 3]``, forces ``[N, 3]``

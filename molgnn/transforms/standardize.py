@@ -35,19 +35,23 @@ def _stored_targets(source: Any) -> Tensor | None:
 
 
 class Standardize(BaseTransform):
-    r"""Standardises the targets per column: :math:`y' = (y - \mu) / \sigma`.
+    r"""Standardises the targets per column: $y' = (y - \mu) / \sigma$.
 
-    Fit :math:`\mu, \sigma` on the training split only with :meth:`fit`; keep them with the model
-    (:meth:`to_dict` / :meth:`from_dict`, or :meth:`state_dict`) and map predictions back to real
-    units with :meth:`inverse`. Statistics are stored in float64; results keep the dtype of ``y``.
+    Fit $\mu, \sigma$ on the training split only with [`fit`][molgnn.transforms.Standardize.fit];
+    keep them with the model ([`to_dict`][molgnn.transforms.Standardize.to_dict] /
+    [`from_dict`][molgnn.transforms.Standardize.from_dict], or
+    [`state_dict`][molgnn.transforms.Standardize.state_dict]) and map predictions back to real units
+    with [`inverse`][molgnn.transforms.Standardize.inverse]. Statistics are stored in float64;
+    results keep the dtype of ``y``.
 
     Args:
-        mean: Per-target mean :math:`\mu`, ``[T]``.
-        std: Per-target standard deviation :math:`\sigma`, ``[T]`` (all positive).
+        mean: Per-target mean $\mu$, ``[T]``.
+        std: Per-target standard deviation $\sigma$, ``[T]`` (all positive).
 
     Shapes:
-        - **input:** y ``[1, T]`` (in a ``Data``) or ``[B, T]`` (:meth:`transform`,
-          :meth:`inverse`)
+        - **input:** y ``[1, T]`` (in a ``Data``) or ``[B, T]``
+          ([`transform`][molgnn.transforms.Standardize.transform],
+          [`inverse`][molgnn.transforms.Standardize.inverse])
         - **output:** the same shape
     """
 
@@ -80,9 +84,10 @@ class Standardize(BaseTransform):
         """Fit the mean and the (unbiased) standard deviation of each target column.
 
         Pass the training indices so that no validation or test value leaks into the
-        statistics. An untransformed in-memory dataset (such as :class:`molgnn.data.QM9`) is read
-        from its storage in one step; other datasets are read item by item, with their
-        ``transform`` applied (so ``y`` is fitted as the model will see it).
+        statistics. An untransformed in-memory dataset (such as
+        [`molgnn.data.QM9`][molgnn.data.QM9]) is read from its storage in one step; other datasets
+        are read item by item, with their ``transform`` applied (so ``y`` is fitted as the model
+        will see it).
 
         Args:
             source: A dataset or list whose items carry ``y`` ``[1, T]``, or the targets
@@ -156,12 +161,14 @@ class Standardize(BaseTransform):
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
     def state_dict(self) -> dict[str, Any]:
-        """The same as :meth:`to_dict`, under PyTorch's name for it."""
+        """The same as [`to_dict`][molgnn.transforms.Standardize.to_dict], under PyTorch's name
+        for it."""
         return self.to_dict()
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> Standardize:
-        """Rebuild from the output of :meth:`to_dict` or :meth:`state_dict`."""
+        """Rebuild from the output of [`to_dict`][molgnn.transforms.Standardize.to_dict] or
+        [`state_dict`][molgnn.transforms.Standardize.state_dict]."""
         try:
             return cls(state["mean"], state["std"])
         except KeyError as err:

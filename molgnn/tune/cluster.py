@@ -11,9 +11,9 @@ process that joins such a cluster must send the same token. Ray looks for it, in
 
 ``RAY_AUTH_MODE`` is ``token`` or ``disabled``. Ray itself switches a joining driver to
 ``token`` only for ``ray.init(address="auto")``, never for an explicit ``HOST:PORT``, so
-:func:`prepare_token_auth` does it for both when ``RAY_AUTH_MODE`` is unset and a token is
-there; a cluster without authentication accepts such a driver too. It never turns
-authentication off: an explicit ``RAY_AUTH_MODE=disabled`` is the user's own choice.
+[`prepare_token_auth`][molgnn.tune.prepare_token_auth] does it for both when ``RAY_AUTH_MODE`` is
+unset and a token is there; a cluster without authentication accepts such a driver too. It never
+turns authentication off: an explicit ``RAY_AUTH_MODE=disabled`` is the user's own choice.
 """
 
 from __future__ import annotations
@@ -103,10 +103,10 @@ def _refresh_ray_config() -> None:
 def prepare_token_auth() -> str | None:
     """Before joining a cluster: use this machine's auth token if it has one.
 
-    With ``RAY_AUTH_MODE`` unset and a token found (see :func:`auth_token_source`), sets
-    ``RAY_AUTH_MODE=token`` for this process and the processes it starts, as ``ray.init``
-    does for ``address="auto"``. Only a driver needs this: the trials run in worker processes
-    of the nodes, which ``ray start`` configured.
+    With ``RAY_AUTH_MODE`` unset and a token found (see
+    [`auth_token_source`][molgnn.tune.auth_token_source]), sets ``RAY_AUTH_MODE=token`` for this
+    process and the processes it starts, as ``ray.init`` does for ``address="auto"``. Only a driver
+    needs this: the trials run in worker processes of the nodes, which ``ray start`` configured.
 
     Returns:
         Where the token comes from, or ``None``.
@@ -152,7 +152,8 @@ def join_error(address: str, err: BaseException, source: str | None) -> ClusterC
     Args:
         address: The address given (``"auto"`` or ``HOST:PORT``).
         err: What ``ray.init`` raised.
-        source: Where the token came from (:func:`prepare_token_auth`), or ``None``.
+        source: Where the token came from ([`prepare_token_auth`][molgnn.tune.prepare_token_auth]),
+            or ``None``.
 
     Returns:
         The error to raise.

@@ -13,6 +13,7 @@ import yaml
 from ray.tune import ResultGrid
 from ray.tune.search.sample import Domain
 
+from molgnn.io.atomic import write_atomic
 from molgnn.tune.config import METRIC
 
 __all__ = [
@@ -24,7 +25,7 @@ __all__ = [
     "write_optuna_plots",
 ]
 
-#: Metrics every trial reports besides :data:`~molgnn.tune.config.METRIC`, so that where and
+#: Metrics every trial reports besides [`METRIC`][molgnn.tune.METRIC], so that where and
 #: when it ran can be checked afterwards: the Ray node and its IP address, the GPU ids Ray
 #: assigned, the torch device, the process id, the wall-clock start of the trial's current
 #: run (seconds since the epoch), the epoch of the checkpoint that run continued from (0 for
@@ -60,13 +61,13 @@ def trials_table(results: ResultGrid, space: Mapping[str, Any], max_epochs: int)
     """One row per trial: its tuned values, best validation MAE, epochs run and status.
 
     Args:
-        results: What :meth:`ray.tune.Tuner.fit` returned.
+        results: What ``ray.tune.Tuner.fit`` returned.
         space: The search space (its distributions name the tuned columns).
         max_epochs: The sweep's epoch budget; a trial that ran fewer epochs without an error
             was stopped early (by ASHA or the time budget).
 
     Returns:
-        A :class:`pandas.DataFrame` sorted by best validation MAE, with columns ``trial``, the
+        A ``pandas.DataFrame`` sorted by best validation MAE, with columns ``trial``, the
         tuned fields, ``best_val_mae_mev``, ``epochs``, ``status``, ``node_id``, ``gpu_ids``
         and ``path``.
     """
@@ -100,7 +101,7 @@ def trials_table(results: ResultGrid, space: Mapping[str, Any], max_epochs: int)
 
 
 def format_trials_table(table: pd.DataFrame) -> str:
-    """Render :func:`trials_table` as fixed-width text for the terminal.
+    """Render [`trials_table`][molgnn.tune.trials_table] as fixed-width text for the terminal.
 
     Args:
         table: The trial table.
@@ -121,7 +122,7 @@ def trial_records(results: ResultGrid) -> list[dict[str, Any]]:
     """Where and when each trial ran, from the metrics it reported.
 
     Args:
-        results: What :meth:`ray.tune.Tuner.fit` returned.
+        results: What ``ray.tune.Tuner.fit`` returned.
 
     Returns:
         One dict per trial with ``trial``, ``node_id`` and ``node_ip`` (of its last run),
@@ -161,13 +162,8 @@ def write_best_config(path: str | Path, config: Mapping[str, Any]) -> Path:
     Returns:
         The path written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     plain = {k: (v.item() if hasattr(v, "item") else v) for k, v in config.items()}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(plain, sort_keys=False))
-    tmp.replace(path)
-    return path
+    return write_atomic(path, yaml.safe_dump(plain, sort_keys=False))
 
 
 def write_optuna_plots(
@@ -186,7 +182,7 @@ def write_optuna_plots(
     use fANOVA when scikit-learn is installed and PED-ANOVA otherwise.
 
     Args:
-        table: The output of :func:`trials_table`.
+        table: The output of [`trials_table`][molgnn.tune.trials_table].
         space: The search space.
         out_dir: Directory for ``optimization_history.png`` and ``param_importances.png``.
         seed: Seed of the importance evaluator. (default: ``0``)

@@ -17,7 +17,9 @@ from ray import tune
 from ray.exceptions import RayError
 from ray.tune.search.sample import Domain
 
-from molgnn.tune.backend import MolgnnBackend, TrialBackend
+from molgnn.data.keys import ev_to_mev
+from molgnn.io.atomic import write_atomic
+from molgnn.tune.backend import MolgnnBackend, TrialBackend, trial_config
 from molgnn.tune.cluster import join_error, prepare_token_auth
 from molgnn.tune.config import METRIC, MODE, SweepConfig, _is_uri
 from molgnn.tune.reporting import (
@@ -27,8 +29,14 @@ from molgnn.tune.reporting import (
     write_best_config,
     write_optuna_plots,
 )
-from molgnn.tune.spaces import check_point_in_space, parse_space, search_space
-from molgnn.tune.trainable import CHECKPOINT_FILE, train_trial
+from molgnn.tune.spaces import check_point_in_space, parse_space
+from molgnn.tune.trainable import (
+    CHECKPOINT_FILE,
+    DRIVER_RESOURCES,
+    DataParallelTrial,
+    ReleaseTrainWorkers,
+    train_trial,
+)
 
 __all__ = [
     "BEST_CHECKPOINT",
@@ -37,6 +45,7 @@ __all__ = [
     "resolve_space",
     "run_sweep",
     "trial_resources",
+    "trial_workers",
     "validate_sweep",
 ]
 
@@ -48,14 +57,15 @@ BEST_CONFIG = "best_config.yaml"
 
 @dataclass
 class SweepResult:
-    """What :func:`run_sweep` returns.
+    """What [`run_sweep`][molgnn.tune.run_sweep] returns.
 
     Args:
         config: The sweep configuration.
         experiment_path: ``<storage_path>/<name>``.
         results: Ray Tune's result grid.
-        table: One row per trial (see :func:`molgnn.tune.trials_table`).
-        records: Where and when each trial ran (see :func:`molgnn.tune.trial_records`).
+        table: One row per trial (see [`molgnn.tune.trials_table`][molgnn.tune.trials_table]).
+        records: Where and when each trial ran (see
+            [`molgnn.tune.trial_records`][molgnn.tune.trial_records]).
         best_config: The best trial's tuned values, or ``None`` when no trial reported.
         best_val_mae_mev: Its best validation MAE in meV.
         test_mae_mev: Its test MAE in meV, re-evaluated from the exported checkpoint.
@@ -99,7 +109,7 @@ def resolve_space(config: SweepConfig, backend: TrialBackend | None = None) -> d
 
     Args:
         config: The sweep configuration.
-        backend: Knows the model presets. (default: :class:`MolgnnBackend`)
+        backend: Knows the model presets. (default: [`MolgnnBackend`][molgnn.tune.MolgnnBackend])
 
     Returns:
         Field name -> Ray Tune distribution or fixed value.
@@ -107,33 +117,21 @@ def resolve_space(config: SweepConfig, backend: TrialBackend | None = None) -> d
     if config.space is not None:
         return parse_space(config.space)
     backend = backend or MolgnnBackend()
-    return search_space(backend.model_kind(config.model))
-
-
-def _settings(config: SweepConfig) -> dict[str, Any]:
-    return {
-        "model": config.model,
-        "model_overrides": dict(config.model_overrides),
-        "train_overrides": dict(config.train_overrides),
-        "target": config.target,
-        "subset": config.subset,
-        "data_root": config.data_root,
-        "seed": config.seed,
-        "max_epochs": config.max_epochs,
-    }
+    return backend.default_space(config.train)
 
 
 def validate_sweep(config: SweepConfig, backend: TrialBackend | None = None) -> dict[str, Any]:
     """Check a sweep before Ray starts; returns its search space.
 
-    Every tuned or fixed field must be a field of the model's config or of
-    :class:`~molgnn.training.TrainConfig`; a sample of the space, the fixed overrides and each
-    point to evaluate are applied with :func:`dataclasses.replace`, so a typo or a value the
-    config rejects fails here with a :class:`ValueError`.
+    Every name of the space must be a (dotted) field of the base config, such as ``"lr"`` or
+    ``"model.hidden_channels"``; a sample of the space and each point to evaluate are applied
+    with the base config's ``replace``, so a typo or a value the config rejects fails here
+    with a ``ValueError`` that names it.
 
     Args:
         config: The sweep configuration.
-        backend: Checks the trial configurations. (default: :class:`MolgnnBackend`)
+        backend: Checks the trial configurations. (default:
+            [`MolgnnBackend`][molgnn.tune.MolgnnBackend])
 
     Returns:
         The search space.
@@ -142,30 +140,51 @@ def validate_sweep(config: SweepConfig, backend: TrialBackend | None = None) -> 
     space = resolve_space(config, backend)
     if not any(isinstance(v, Domain) for v in space.values()):
         raise ValueError(f"the search space tunes nothing: {space}")
-    settings = _settings(config)
     sample = {k: (v.sample() if isinstance(v, Domain) else v) for k, v in space.items()}
-    backend.check_trial_config(settings, sample)
+    trial_config(config.train, sample)
     for point in config.points_to_evaluate:
         check_point_in_space(point, space)
-        backend.check_trial_config(settings, {**sample, **point})
+        trial_config(config.train, {**sample, **point})
     return space
+
+
+def trial_workers(config: SweepConfig) -> int:
+    """Processes that train each trial: ``workers_per_trial``, else ``gpus_per_trial`` when
+    that is a whole number above 1 (one worker per GPU), else 1."""
+    if config.workers_per_trial is not None:
+        return config.workers_per_trial
+    gpus = config.gpus_per_trial
+    return int(gpus) if gpus is not None and gpus > 1 else 1
 
 
 def trial_resources(config: SweepConfig, cluster: Mapping[str, float]) -> tuple[dict, int]:
     """Resources of one trial and how many trials can run at once.
 
+    A data-parallel trial (``trial_workers`` above 1) holds the same totals, shared out
+    among its Ray Train workers: each worker gets ``cpus_per_trial / workers`` CPUs and one
+    GPU (``gpus_per_trial`` is 0 or the number of workers; ``None`` means one GPU per worker
+    when the cluster has GPUs). The Tune trial that starts the workers holds no CPU or GPU
+    itself (``molgnn.tune.trainable.DRIVER_RESOURCES``), so the returned concurrency counts
+    whole trials.
+
     Args:
         config: The sweep configuration.
-        cluster: :func:`ray.cluster_resources` (``"CPU"``, ``"GPU"``).
+        cluster: ``ray.cluster_resources`` (``"CPU"``, ``"GPU"``).
 
     Returns:
-        ``({"cpu": ..., "gpu": ...}, max_concurrent_trials)``.
+        ``({"cpu": ..., "gpu": ...}, max_concurrent_trials)``: all of one trial's CPUs and GPUs.
     """
     total_cpus = float(cluster.get("CPU", 0.0))
     total_gpus = float(cluster.get("GPU", 0.0))
+    workers = trial_workers(config)
     gpus = config.gpus_per_trial
     if gpus is None:
-        gpus = 1.0 if total_gpus > 0 else 0.0
+        gpus = float(workers) if total_gpus > 0 else 0.0
+    if workers > 1 and gpus not in (0, workers):
+        raise ValueError(
+            f"a data-parallel trial of {workers} workers trains on one GPU per worker: "
+            f"gpus_per_trial must be 0 or {workers}, got {gpus:g}"
+        )
     if gpus > 0 and total_gpus == 0:
         raise ValueError(
             f"gpus_per_trial={gpus} but the Ray cluster has no GPUs; use --gpus-per-trial 0"
@@ -184,6 +203,20 @@ def trial_resources(config: SweepConfig, cluster: Mapping[str, float]) -> tuple[
     return {"cpu": config.cpus_per_trial, "gpu": gpus}, max(1, limit)
 
 
+def _data_parallel(config: SweepConfig, resources: Mapping[str, float]) -> DataParallelTrial | None:
+    """How each trial shares out ``resources`` over its workers; ``None`` for one process."""
+    workers = trial_workers(config)
+    if workers < 2:
+        return None
+    return DataParallelTrial(
+        num_workers=workers,
+        cpus_per_worker=resources["cpu"] / workers,
+        gpus_per_worker=resources["gpu"] / workers,
+        # Next to the trials: the Ray Train runs' checkpoints, each kept until reported.
+        storage_path=config.experiment_path.rstrip("/") + "/data_parallel",
+    )
+
+
 def _trial_dirname(trial: Any) -> str:
     """Short trial folder names (Ray's default spells out the whole config)."""
     return f"trial_{trial.trial_id}"
@@ -193,9 +226,9 @@ def _init_ray(config: SweepConfig) -> bool:
     """Start or join Ray unless already connected; returns whether this call connected.
 
     Joining (``config.address``) uses this machine's Ray auth token when it has one (see
-    :mod:`molgnn.tune.cluster`) and turns a failed join into a
-    :class:`~molgnn.tune.cluster.ClusterConnectionError` that says what to set. A local Ray
-    instance keeps Ray's defaults (token authentication on).
+    [`molgnn.tune.cluster`][molgnn.tune.cluster]) and turns a failed join into a
+    [`ClusterConnectionError`][molgnn.tune.ClusterConnectionError] that says what to set. A local
+    Ray instance keeps Ray's defaults (token authentication on).
     """
     if ray.is_initialized():
         return False
@@ -217,7 +250,6 @@ def _export_best(
     results: Any,
     table: pd.DataFrame,
     space: Mapping[str, Any],
-    settings: Mapping[str, Any],
     dataset: Any,
     backend: TrialBackend,
     out: SweepResult,
@@ -239,9 +271,9 @@ def _export_best(
             checkpoint.to_directory(str(Path(tmp) / "ckpt"))
             best_ckpt = export_dir / BEST_CHECKPOINT
             shutil.copyfile(Path(tmp) / "ckpt" / CHECKPOINT_FILE, best_ckpt)
-            test_mae = backend.evaluate_checkpoint(best_ckpt, settings, dataset, split="test")
-            out.test_mae_mev = 1000.0 * test_mae
-        model_cfg, train_cfg = backend.resolved_configs(settings, dict(best.config))
+            test_mae = backend.evaluate_checkpoint(best_ckpt, config.train, dataset, split="test")
+            out.test_mae_mev = ev_to_mev(test_mae)
+        best_train = trial_config(config.train, dict(best.config)).to_dict()
         write_best_config(
             export_dir / BEST_CONFIG,
             {
@@ -249,11 +281,10 @@ def _export_best(
                 "tuned": tuned,
                 "best_val_mae_mev": out.best_val_mae_mev,
                 "test_mae_mev": out.test_mae_mev,
-                "model": model_cfg,
-                "train": train_cfg,
+                "train": best_train,
             },
         )
-        plots = write_optuna_plots(table, space, export_dir, seed=config.seed)
+        plots = write_optuna_plots(table, space, export_dir, seed=config.train.seed)
         names = [p.name for p in plots]
         if _is_uri(config.experiment_path):
             import pyarrow.fs
@@ -264,9 +295,7 @@ def _export_best(
             dest = Path(config.experiment_path)
             dest.mkdir(parents=True, exist_ok=True)
             for item in export_dir.iterdir():
-                tmp_dest = dest / (item.name + ".tmp")
-                shutil.copyfile(item, tmp_dest)
-                tmp_dest.replace(dest / item.name)  # atomic on one filesystem
+                write_atomic(dest / item.name, item.read_bytes())
             target = str(dest) + "/"
     if checkpoint is not None:
         out.best_checkpoint = target + BEST_CHECKPOINT
@@ -277,9 +306,9 @@ def run_sweep(config: SweepConfig, backend: TrialBackend | None = None) -> Sweep
     """Run (or resume) a sweep and export its best model.
 
     Starts a local Ray instance, or joins the cluster at ``config.address`` (with this
-    machine's Ray auth token, see :mod:`molgnn.tune.cluster`); prepares the dataset once and
-    hands it to the trials through Ray's object store; samples configurations with Optuna's
-    seeded, multivariate TPE (after ``points_to_evaluate``); stops weak trials with ASHA on
+    machine's Ray auth token, see [`molgnn.tune.cluster`][molgnn.tune.cluster]); prepares the
+    dataset once and hands it to the trials through Ray's object store; samples configurations with
+    Optuna's seeded, multivariate TPE (after ``points_to_evaluate``); stops weak trials with ASHA on
     the validation MAE; retries a failed trial (a lost node, say) from its last checkpoint up
     to ``config.max_failures`` times and then records it as failed without stopping the
     sweep; and with ``config.resume`` continues a killed sweep with ``Tuner.restore``
@@ -289,8 +318,8 @@ def run_sweep(config: SweepConfig, backend: TrialBackend | None = None) -> Sweep
     Args:
         config: The sweep configuration.
         backend: Builds and evaluates the trials' training runs; the default,
-            :class:`MolgnnBackend`, trains molgnn models with :mod:`molgnn.training`.
-            (default: :obj:`None`)
+            [`MolgnnBackend`][molgnn.tune.MolgnnBackend], trains molgnn models with
+            [`molgnn.training`][molgnn.training]. (default: ``None``)
 
     Returns:
         The trial table, the best configuration and where the exports are.
@@ -306,7 +335,6 @@ def run_sweep(config: SweepConfig, backend: TrialBackend | None = None) -> Sweep
 
     backend = backend or MolgnnBackend()
     space = validate_sweep(config, backend)
-    settings = _settings(config)
     path = config.experiment_path
     if not _is_uri(path):
         Path(config.storage_path).mkdir(parents=True, exist_ok=True)
@@ -322,10 +350,17 @@ def run_sweep(config: SweepConfig, backend: TrialBackend | None = None) -> Sweep
     connected = _init_ray(config)
     try:
         resources, concurrency = trial_resources(config, ray.cluster_resources())
-        dataset = backend.prepare_dataset(settings)
+        data_parallel = _data_parallel(config, resources)
+        dataset = backend.prepare_dataset(config.train)
         trainable = tune.with_resources(
-            tune.with_parameters(train_trial, settings=settings, backend=backend, dataset=dataset),
-            resources,
+            tune.with_parameters(
+                train_trial,
+                base=config.train,
+                backend=backend,
+                dataset=dataset,
+                data_parallel=data_parallel,
+            ),
+            resources if data_parallel is None else DRIVER_RESOURCES,
         )
         if config.resume:
             tuner = tune.Tuner.restore(
@@ -336,13 +371,13 @@ def run_sweep(config: SweepConfig, backend: TrialBackend | None = None) -> Sweep
                 metric=METRIC,
                 mode=MODE,
                 points_to_evaluate=[dict(p) for p in config.points_to_evaluate] or None,
-                sampler=TPESampler(seed=config.seed, multivariate=True),
+                sampler=TPESampler(seed=config.train.seed, multivariate=True),
             )
             scheduler = ASHAScheduler(
                 time_attr="epoch",
                 metric=METRIC,
                 mode=MODE,
-                max_t=config.max_epochs,
+                max_t=config.train.epochs,
                 grace_period=config.grace_period,
                 reduction_factor=config.reduction_factor,
             )
@@ -370,10 +405,11 @@ def run_sweep(config: SweepConfig, backend: TrialBackend | None = None) -> Sweep
                         checkpoint_score_order=MODE,
                     ),
                     verbose=config.verbose,
+                    callbacks=[ReleaseTrainWorkers()] if data_parallel is not None else None,
                 ),
             )
         results = tuner.fit()
-        table = trials_table(results, space, config.max_epochs)
+        table = trials_table(results, space, config.train.epochs)
         out = SweepResult(
             config=config,
             experiment_path=path,
@@ -382,7 +418,7 @@ def run_sweep(config: SweepConfig, backend: TrialBackend | None = None) -> Sweep
             records=trial_records(results),
         )
         if config.export:
-            _export_best(config, results, table, space, settings, dataset, backend, out)
+            _export_best(config, results, table, space, dataset, backend, out)
         out.elapsed_s = time.time() - started
         return out
     finally:

@@ -1,17 +1,19 @@
 """Search spaces as data: per model kind, a dict of Ray Tune distributions over config fields.
 
-A search space maps a field name to a Ray Tune distribution (``tune.choice``,
-``tune.loguniform``, ...) or to a fixed value. The names are the fields of
-:class:`molgnn.training.TrainConfig` (``lr``, ``batch_size``, ...) or of the model's config
-dataclass (``hidden_channels``, ``num_layers``, ...), spelled exactly as their constructors
-spell them, so a sampled configuration is applied with :func:`dataclasses.replace` and a typo
-fails before Ray starts (see :func:`molgnn.tune.split_overrides`).
+A search space maps a dotted name of [`molgnn.training.TrainConfig`][molgnn.training.TrainConfig] to
+a Ray Tune distribution (``tune.choice``, ``tune.loguniform``, ...) or to a fixed value: ``"lr"``
+and ``"batch_size"`` are training fields, ``"model.hidden_channels"`` a field of the model's config.
+A trial trains ``base.replace(**sample)``, so a typo fails before Ray starts with an error that
+names it (see [`molgnn.tune.trial_config`][molgnn.tune.trial_config]).
 
-Spaces can also be written in YAML; :func:`parse_space` turns a mapping such as::
+Spaces can also be written in YAML; [`parse_space`][molgnn.tune.parse_space] turns a mapping such
+as:
 
-    hidden_channels: {choice: [64, 128, 256]}
-    lr: {loguniform: [1.0e-4, 1.0e-3]}
-    num_layers: 4               # a fixed value
+```yaml
+model.hidden_channels: {choice: [64, 128, 256]}
+lr: {loguniform: [1.0e-4, 1.0e-3]}
+model.num_layers: 4         # a fixed value
+```
 
 into Ray Tune distributions.
 """
@@ -25,12 +27,14 @@ from typing import Any
 from ray import tune
 from ray.tune.search.sample import Categorical, Domain, Float, Integer
 
+from molgnn.nn import CONVS, POOLS
+
 __all__ = [
-    "ET_PAPER_CONFIG",
     "ET_SEARCH_SPACE",
     "POOLED_SEARCH_SPACE",
     "SEARCH_SPACES",
     "SPACE_DISTRIBUTIONS",
+    "TENSORNET_SEARCH_SPACE",
     "check_point_in_space",
     "parse_space",
     "search_space",
@@ -41,47 +45,49 @@ __all__ = [
 #: rate, warm-up, batch size and weight decay of the optimiser. ``hidden_channels`` is always a
 #: multiple of every ``num_heads`` choice.
 ET_SEARCH_SPACE: dict[str, Any] = {
-    "hidden_channels": tune.choice([64, 128, 256]),
-    "num_layers": tune.choice([2, 4, 6, 8]),
-    "num_heads": tune.choice([4, 8]),
-    "num_rbf": tune.choice([16, 32, 64]),
-    "cutoff_upper": tune.uniform(4.0, 6.0),
+    "model.hidden_channels": tune.choice([64, 128, 256]),
+    "model.num_layers": tune.choice([2, 4, 6, 8]),
+    "model.num_heads": tune.choice([4, 8]),
+    "model.num_rbf": tune.choice([16, 32, 64]),
+    "model.cutoff_upper": tune.uniform(4.0, 6.0),
     "lr": tune.loguniform(1e-4, 1e-3),
     "warmup_steps": tune.choice([0, 100, 1000, 10000]),
     "batch_size": tune.choice([32, 64, 128]),
     "weight_decay": tune.choice([0.0, 1e-6, 1e-5, 1e-4]),
 }
 
-#: The pooled GNN's search space: message-passing layer, pooling, width, depth, dropout and
-#: learning rate.
+#: The pooled GNN's search space: every message-passing layer of
+#: [`molgnn.nn.CONVS`][molgnn.nn.CONVS], every pooling of [`molgnn.nn.POOLS`][molgnn.nn.POOLS],
+#: width, depth, dropout and learning rate.
 POOLED_SEARCH_SPACE: dict[str, Any] = {
-    "conv": tune.choice(["gine", "nnconv", "gatv2", "pna"]),
-    "pool": tune.choice(["sum", "mean", "max", "attention", "set2set"]),
-    "hidden_channels": tune.choice([32, 64, 128, 256]),
-    "num_layers": tune.choice([2, 3, 4, 5, 6]),
-    "dropout": tune.uniform(0.0, 0.3),
+    "model.conv": tune.choice(list(CONVS)),
+    "model.pool": tune.choice(list(POOLS)),
+    "model.hidden_channels": tune.choice([32, 64, 128, 256]),
+    "model.num_layers": tune.choice([2, 3, 4, 5, 6]),
+    "model.dropout": tune.uniform(0.0, 0.3),
     "lr": tune.loguniform(1e-4, 3e-3),
 }
 
-#: Model kind (as in :data:`molgnn.models.MODEL_CONFIGS`) -> its default search space.
+#: TensorNet's search space: width, depth, RBFs and cutoff of the model, and the optimiser's
+#: learning rate, warm-up, batch size and weight decay (the group stays O(3), which suits QM9's
+#: achiral targets; set ``model.equivariance_invariance_group`` to tune it).
+TENSORNET_SEARCH_SPACE: dict[str, Any] = {
+    "model.hidden_channels": tune.choice([64, 128, 256]),
+    "model.num_layers": tune.choice([1, 2, 3, 4]),
+    "model.num_rbf": tune.choice([16, 32, 64]),
+    "model.cutoff_upper": tune.uniform(4.0, 6.0),
+    "lr": tune.loguniform(5e-5, 1e-3),
+    "warmup_steps": tune.choice([0, 100, 1000]),
+    "batch_size": tune.choice([16, 32, 64]),
+    "weight_decay": tune.choice([0.0, 1e-6, 1e-5]),
+}
+
+#: Model kind (as in [`molgnn.models.MODEL_CONFIGS`][molgnn.models.MODEL_CONFIGS]) -> its default
+#: search space.
 SEARCH_SPACES: dict[str, dict[str, Any]] = {
     "et": ET_SEARCH_SPACE,
     "pooled": POOLED_SEARCH_SPACE,
-}
-
-#: The ET's QM9 configuration (torchmd-net ``examples/ET-QM9.yaml``; Thölke & De Fabritiis,
-#: ICLR 2022, https://arxiv.org/abs/2202.02541), restricted to the fields of
-#: :data:`ET_SEARCH_SPACE`. Pass it as a point to evaluate first.
-ET_PAPER_CONFIG: dict[str, Any] = {
-    "hidden_channels": 256,
-    "num_layers": 8,
-    "num_heads": 8,
-    "num_rbf": 64,
-    "cutoff_upper": 5.0,
-    "lr": 4e-4,
-    "warmup_steps": 10000,
-    "batch_size": 128,
-    "weight_decay": 0.0,
+    "tensornet": TENSORNET_SEARCH_SPACE,
 }
 
 _Spec = Callable[..., Domain]
@@ -117,10 +123,11 @@ def parse_space(spec: Mapping[str, Any]) -> dict[str, Any]:
     """Turn a YAML-style description of a search space into Ray Tune distributions.
 
     Each value is either a fixed value (a number, string, boolean or list) or a one-key mapping
-    ``{distribution: arguments}``, where ``distribution`` is one of :data:`SPACE_DISTRIBUTIONS`
-    and ``arguments`` is a list (``choice`` takes the list of categories; the others their
-    positional bounds, e.g. ``{loguniform: [1e-4, 1e-3]}``). Ray Tune distributions already in
-    ``spec`` are kept as they are.
+    ``{distribution: arguments}``, where ``distribution`` is one of
+    [`SPACE_DISTRIBUTIONS`][molgnn.tune.SPACE_DISTRIBUTIONS] and ``arguments`` is a list (``choice``
+    takes the list of categories; the others their positional bounds, e.g.
+    ``{loguniform: [1e-4, 1e-3]}``). Ray Tune distributions already in ``spec`` are kept as they
+    are.
 
     Args:
         spec: Field name -> fixed value, distribution description or Ray Tune distribution.
@@ -162,7 +169,8 @@ def parse_space(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def space_to_yaml(space: Mapping[str, Any]) -> dict[str, Any]:
-    """The inverse of :func:`parse_space` for the distributions it knows (for reports).
+    """The inverse of [`parse_space`][molgnn.tune.parse_space] for the distributions it knows (for
+    reports).
 
     Args:
         space: Field name -> fixed value or Ray Tune distribution.
@@ -199,7 +207,7 @@ def check_point_in_space(point: Mapping[str, Any], space: Mapping[str, Any]) -> 
     if unknown:
         raise ValueError(
             f"point to evaluate sets {unknown}, which are not in the search space "
-            f"{sorted(space)}; fix them with the model/train overrides instead"
+            f"{sorted(space)}; fix them in the base training config instead (--set NAME=VALUE)"
         )
     for name, dist in space.items():
         if not isinstance(dist, Domain):

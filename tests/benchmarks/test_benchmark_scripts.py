@@ -26,6 +26,7 @@ BENCHMARKS = REPO / "benchmarks"
 #: Script -> the test module that smoke-tests it.
 SMOKE_TESTS = {
     "accuracy_budget.py": "test_benchmark_scripts.py",
+    "active_learning.py": "test_active_learning_script.py",
     "data_qm9.py": "test_benchmark_scripts.py",
     "et_throughput.py": "test_et_throughput_script.py",
     "gnn_throughput.py": "test_benchmark_scripts.py",
@@ -89,7 +90,7 @@ def test_every_benchmark_script_has_a_smoke_test():
 
 
 def test_gnn_throughput(tiny_qm9, tmp_path):
-    from molgnn.models import CONVS
+    from molgnn.nn import CONVS
 
     out = tmp_path / "gnn.json"
     proc = run_script(

@@ -17,8 +17,8 @@ def store(tmp_path_factory):
     args = ["online", "--store", str(root / "store"), "--data-root", str(root / "qm9"),
             "--subset", "30", "--val", "4", "--test", "4", "--initial", "10", "--chunk", "4",
             "--growth", "0.3", "--epochs", "1", "--batch-size", "8",
-            "--set", "hidden_channels=8", "--set", "num_layers=1", "--set", "num_heads=2",
-            "--set", "num_rbf=8"]  # fmt: skip
+            "--set", "model.hidden_channels=8", "--set", "model.num_layers=1", "--set", "model.num_heads=2",
+            "--set", "model.num_rbf=8"]  # fmt: skip
     assert main([*args, "--max-chunks", "2"]) == 0  # stop early ...
     assert main(args) == 0  # ... and continue
     mp.undo()

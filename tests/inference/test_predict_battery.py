@@ -2,12 +2,15 @@
 
 Every case asserts the exception type or the per-molecule warning/error, the names the message
 must contain, and that no traceback text leaks into the message. Models are tiny and untrained
-(built from a config and written with :func:`save_checkpoint`), so the module runs in seconds.
+(built from a config and written with :func:`molgnn.io.save_checkpoint`), so the module runs in
+seconds.
 """
 
 import json
 import math
 import pickle
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,38 +18,17 @@ import torch
 from torch_geometric.data import Data
 
 import molgnn
+from molgnn.inference import molecule_from_smiles, training_max_atoms
+from molgnn.io import save_checkpoint
 from molgnn.models import build_model
 from molgnn.nn.radius import radius_graph, record_truncation
-from molgnn.prediction import molecule_from_smiles, training_max_atoms
-from molgnn.training.checkpoint import save_checkpoint
 
-TINY = {
-    "kind": "et",
-    "hidden_channels": 8,
-    "num_layers": 1,
-    "num_heads": 2,
-    "num_rbf": 4,
-    "max_num_neighbors": 16,
-}
-WATER = "3\nwater\nO 0.0 0.0 0.0\nH 0.96 0.0 0.0\nH -0.24 0.93 0.0\n"
-WATER_POS = torch.tensor([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])
-# Octadecane with atom-map numbers (as reaction tools write it): 270 characters, 56 atoms, cheap
-# to embed; longer than a file name may be.
-LONG_SMILES = "".join(f"[CH{2 + (i in (1, 18))}:{100000000 + i}]" for i in range(1, 19))
+sys.path.insert(0, str(Path(__file__).parent))
+from inference_battery import LONG_SMILES, TINY, WATER, WATER_POS, raises, tiny_payload
 
 
 def _payload(target="gap", unit="eV", data=None, config=None, seed=0):
-    torch.manual_seed(seed)
-    model = build_model(dict(config or TINY))
-    record = {"dataset": "QM9", "elements": [1, 6, 7, 8], "max_atoms": 14}
-    if data is not None:
-        record = data
-    return {
-        "model_config": model.config.to_dict(),
-        "state_dict": model.state_dict(),
-        "target": {"names": [target], "units": [unit]},
-        "data": record,
-    }
+    return tiny_payload((target,), (unit,), data=data, config=config, seed=seed)
 
 
 def _checkpoint(path, **kwargs):
@@ -70,17 +52,6 @@ def grid_cloud(n=200, spacing=1.6, seed=0):
     pos = torch.tensor(grid + rng.normal(0, 0.1, grid.shape), dtype=torch.float32)
     z = torch.tensor([6, 1, 8, 7] * (n // 4) + [6] * (n % 4))
     return Data(z=z, pos=pos, name="cloud")
-
-
-def raises(exc, call, *names):
-    """``call()`` raises ``exc`` with one line naming every one of ``names``, no traceback."""
-    with pytest.raises(exc) as info:
-        call()
-    message = str(info.value)
-    for name in names:
-        assert name in message, f"{name!r} not in {message!r}"
-    assert "Traceback" not in message and "\n" not in message.strip(), message
-    return message
 
 
 # --- inputs that are not a molecule: ValueError / FileNotFoundError naming the problem ---------

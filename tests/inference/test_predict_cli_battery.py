@@ -9,37 +9,20 @@ in-process through :func:`molgnn.cli.main`, with the same assertions.
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from molgnn.cli import main
-from molgnn.models import build_model
-from molgnn.training.checkpoint import save_checkpoint
+from molgnn.io import save_checkpoint
 
-TINY = {
-    "kind": "et",
-    "hidden_channels": 8,
-    "num_layers": 1,
-    "num_heads": 2,
-    "num_rbf": 4,
-    "max_num_neighbors": 16,
-}
-WATER = "3\nwater\nO 0.0 0.0 0.0\nH 0.96 0.0 0.0\nH -0.24 0.93 0.0\n"
-# Octadecane with atom-map numbers (as reaction tools write it): 270 characters, 56 atoms.
-LONG_SMILES = "".join(f"[CH{2 + (i in (1, 18))}:{100000000 + i}]" for i in range(1, 19))
+sys.path.insert(0, str(Path(__file__).parent))
+from inference_battery import LONG_SMILES, WATER, tiny_payload
 
 
 def _payload(**changes):
-    torch.manual_seed(0)
-    model = build_model(dict(TINY))
-    payload = {
-        "model_config": model.config.to_dict(),
-        "state_dict": model.state_dict(),
-        "target": {"names": ["gap"], "units": ["eV"]},
-        "data": {"dataset": "QM9", "elements": [1, 6, 7, 8], "max_atoms": 14},
-        "train_config": {},
-    }
+    payload = {**tiny_payload(), "train_config": {}}
     payload.update(changes)
     return {k: v for k, v in payload.items() if v is not None}
 

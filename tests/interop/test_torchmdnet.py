@@ -139,7 +139,7 @@ ARGS = dict(
         ({"prior_model": ["Atomref", {"D2": {"cutoff_distance": 10.0}}]}, "'D2'.*dispersion"),
         ({"prior_model": {"Coulomb": None}}, "'Coulomb'.*charges"),
         ({"prior_model": "Unknown"}, "unknown torchmd-net prior 'Unknown'"),
-        ({"model": "tensornet"}, "model='tensornet'"),
+        ({"model": "tensornet2"}, "model='tensornet2'"),
         ({"box_vecs": [[10, 0, 0], [0, 10, 0], [0, 0, 10]]}, "box_vecs"),
         ({"atom_filter": 1}, "atom_filter=1"),
         ({"precision": 16}, "precision=16"),

@@ -56,12 +56,22 @@ def test_layer_with_pair_table_equals_per_edge(influence, vector_cutoff):
 def test_compiled_model_matches_eager_outputs_forces_and_gradients():
     """model.compile() compiles the per-edge hot path; numbers match eager to float32 rounding."""
     pytest.importorskip("torch._inductor")
+    inductor = torch._dynamo.lookup_backend("inductor")
+    graphs: list[torch.fx.GraphModule] = []
+
+    def counting_inductor(gm: torch.fx.GraphModule, example_inputs: list) -> object:
+        # A backend of its own, so that nothing compiled by other tests is reused: every graph
+        # the compiled model runs must pass through here.
+        graphs.append(gm)
+        return inductor(gm, example_inputs)
+
     torch.manual_seed(0)
     eager = build_model("et-small", **TINY)
     compiled = build_model("et-small", **TINY)
     compiled.load_state_dict(eager.state_dict())
-    compiled.compile()
+    compiled.compile(backend=counting_inductor)
     assert compiled.representation.attention_layers[0]._compile_options is not None
+    assert not graphs  # torch.compile is lazy: nothing compiled before the first call
 
     def close(a, b, rtol=1e-4):
         return torch.allclose(a, b, rtol=rtol, atol=1e-5)
@@ -77,6 +87,8 @@ def test_compiled_model_matches_eager_outputs_forces_and_gradients():
                 torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
             )
         assert close(grads[0], grads[1], rtol=1e-3)
+        # the calls compiled the per-edge hot path: every graph holds its messages' scatters
+        assert graphs and all("scatter_sum" in str(gm.graph) for gm in graphs)
         # forces at inference: one backward, through compiled code
         for model in (eager, compiled):
             model.eval().derivative = True
@@ -97,7 +109,7 @@ def test_compiled_model_matches_eager_outputs_forces_and_gradients():
 def test_train_config_compile_compiles_the_model(tiny_qm9):
     from molgnn.training import TrainConfig, Trainer
 
-    config = TrainConfig(model="et-small", model_overrides=TINY, subset=20, compile=True,
+    config = TrainConfig(model={"preset": "et-small", **TINY}, subset=20, compile=True,
                          data_root=str(tiny_qm9), out_dir=str(tiny_qm9.parent / "run"))  # fmt: skip
     trainer = Trainer(config, progress=False)
     assert trainer.model.representation.attention_layers[0]._compile_options is not None

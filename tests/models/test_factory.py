@@ -6,7 +6,17 @@ import json
 import pytest
 import torch
 
-from molgnn.models import MODEL_CONFIGS, PRESETS, ETConfig, build_model, model_config
+from molgnn.models import (
+    MODEL_CONFIGS,
+    PRESETS,
+    ETConfig,
+    PooledGNNConfig,
+    TensorNetConfig,
+    build_model,
+    configs,
+    factory,
+    model_config,
+)
 from molgnn.nn import HEADS, Atomref, EquivariantScalar
 from molgnn.testing import random_molecule
 
@@ -26,7 +36,12 @@ def test_et_qm9_preset_is_the_papers_configuration():
         128, 4, 8, 32,
     )  # fmt: skip
     assert dataclasses.replace(small, hidden_channels=256, num_layers=8, num_rbf=64) == cfg
-    assert MODEL_CONFIGS["et"] is ETConfig
+    assert {
+        "et": ETConfig,
+        "pooled": PooledGNNConfig,
+        "tensornet": TensorNetConfig,
+    } == MODEL_CONFIGS
+    assert factory.MODEL_CONFIGS is configs.MODEL_CONFIGS  # one registry, beside the configs
 
 
 def test_configs_are_frozen_and_json_roundtrip():

@@ -4,6 +4,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 
+from molgnn.data.keys import atomic_mass_table
 from molgnn.models import ETConfig, build_model
 from molgnn.nn import HEADS, REDUCE_OPS, Atomref, reduce_atoms, scatter_mean_with_zero
 from molgnn.testing import assert_equivariant, molecules, random_molecule
@@ -151,3 +152,30 @@ def test_new_heads_transform_correctly(mol):
 
     kinds = {"electronic_spatial_extent": "scalar", "equivariant_vector": "vector"}
     assert_equivariant(fn, mol.z, mol.pos, kinds=kinds)
+
+
+MASS_HEADS = sorted(name for name, cls in HEADS.items() if cls.needs_max_z)
+
+
+def test_the_mass_heads_are_the_dipoles_and_r2():
+    assert MASS_HEADS == ["dipole_moment", "electronic_spatial_extent", "equivariant_dipole_moment"]
+
+
+@pytest.mark.parametrize("name", MASS_HEADS)
+def test_mass_heads_use_the_one_mass_table_and_refuse_elements_without_a_mass(name):
+    head = HEADS[name](C, max_z=70).double()
+    assert head.atomic_mass.tolist() == pytest.approx(atomic_mass_table(70))
+    # HI: iodine gets its standard atomic weight (126.90), not a made-up one
+    z = torch.tensor([53, 1])
+    pos = torch.tensor([[0.0, 0, 0], [1.6, 0, 0]], dtype=torch.float64)
+    batch = torch.zeros(2, dtype=torch.long)
+    com = 1.6 * 1.008 / (126.90 + 1.008)
+    expected = torch.tensor([-com, 1.6 - com], dtype=torch.float64)
+    assert torch.allclose(head.centred(pos, z, batch)[:, 0], expected)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, C, generator=gen, dtype=torch.float64)
+    vec = torch.randn(2, 3, C, generator=gen, dtype=torch.float64)
+    assert torch.isfinite(run(head, z, pos, batch, x, vec, 1)).all()
+    for bad, symbol in ((43, "Tc"), (61, "Pm")):  # no standard atomic weight
+        with pytest.raises(ValueError, match=rf"no atomic mass for element\(s\) {symbol}:"):
+            run(head, torch.tensor([bad, 1]), pos, batch, x, vec, 1)

@@ -35,11 +35,11 @@ def config(store: str, **changes: object) -> object:
     from molgnn.online import OnlineConfig
 
     settings: dict[str, object] = dict(
-        store=store, model="et-small", model_overrides=dict(TINY), subset=70, initial=20,
+        store=store, model={"preset": "et-small", **TINY}, subset=70, initial=20,
         chunk=10, growth=0.5, val=8, test=8, epochs=1, batch_size=16, seed=0,
     )  # fmt: skip
     settings.update(changes)
-    return OnlineConfig(**settings)  # type: ignore[arg-type]
+    return OnlineConfig.from_dict(settings)
 
 
 def _die() -> None:

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from molgnn.inference import load
+from molgnn.io import file_sha256
 from molgnn.online import EveryChunkTrigger, Store, run_online
-from molgnn.training import file_sha256, load
 
 sys.path.insert(0, str(Path(__file__).parent))
 import online_worker as worker
@@ -92,18 +93,20 @@ def test_iterator_source_holds_out_first_and_resumes(tmp_path):
 
 def test_store_refuses_other_data_settings_and_small_sources(tmp_path):
     config = worker.config(str(tmp_path / "s"))
-    run_online(replace(config, max_chunks=1, epochs=1), source=worker.source(), verbose=False)
+    run_online(
+        config.replace(max_chunks=1, **{"train.epochs": 1}), source=worker.source(), verbose=False
+    )
     with pytest.raises(ValueError, match="val"):
-        run_online(replace(config, val=9), source=worker.source(), verbose=False)
+        run_online(config.replace(val=9), source=worker.source(), verbose=False)
     with pytest.raises(ValueError, match="val \\+ test \\+ initial need 36"):
         run_online(worker.config(str(tmp_path / "t")), source=worker.source(30), verbose=False)
     with pytest.raises(ValueError, match="ended after 5"):
         run_online(worker.config(str(tmp_path / "u")), source=iter(worker.source(5)), verbose=False)
     with pytest.raises(ValueError, match="exceed"):
-        replace(config, subset=20)
+        config.replace(**{"train.subset": 20})
     for field, bad in (("growth", 0.0), ("growth", float("nan")), ("chunk", 0), ("lr", -1.0)):
         with pytest.raises(ValueError, match=field):
-            replace(config, **{field: bad})
+            config.with_assignments([f"{field}={bad}"])  # lr is train.lr, written flat
 
 
 def test_lock_refuses_a_second_writer(tmp_path):

@@ -12,7 +12,8 @@ import torch
 
 import molgnn
 from molgnn.cli import main
-from molgnn.training import TrainConfig, fit, load_checkpoint
+from molgnn.io import load_checkpoint
+from molgnn.training import TrainConfig, fit
 from tests.conftest import FIXTURE_QM9, TINY_MODEL
 
 TINY = {"hidden_channels": 16, "num_layers": 1, "num_heads": 2, "num_rbf": 8}
@@ -20,7 +21,7 @@ TINY = {"hidden_channels": 16, "num_layers": 1, "num_heads": 2, "num_rbf": 8}
 
 def test_fit_writes_checkpoints_logs_and_loads(tiny_qm9, tmp_path):
     cfg = TrainConfig(
-        model_overrides=TINY,
+        model={"preset": "et-small", **TINY},
         subset=30,
         epochs=3,
         data_root=str(tiny_qm9),
@@ -50,7 +51,7 @@ def test_fit_writes_checkpoints_logs_and_loads(tiny_qm9, tmp_path):
 
 def test_u0_uses_the_atomref_prior(tiny_qm9, tmp_path):
     cfg = TrainConfig(
-        model_overrides=TINY,
+        model={"preset": "et-small", **TINY},
         target="U0",
         subset=30,
         epochs=1,
@@ -69,7 +70,7 @@ def test_seeded_runs_are_reproducible(tiny_qm9, tmp_path):
     runs = []
     for name in ("a", "b"):
         cfg = TrainConfig(
-            model_overrides=TINY,
+            model={"preset": "et-small", **TINY},
             subset=30,
             epochs=2,
             data_root=str(tiny_qm9),
@@ -90,7 +91,7 @@ def _train_cmd(out, epochs):
         "30",
         "--epochs",
         str(epochs),
-        "--out",
+        "--out-dir",
         str(out),
         "--seed",
         "3",
@@ -150,7 +151,7 @@ def test_evaluate_cli_prints_metrics_and_writes_plots(tiny_qm9, tmp_path, capsys
                 "30",
                 "--epochs",
                 "2",
-                "--out",
+                "--out-dir",
                 str(out),
                 "--data-root",
                 str(tiny_qm9),

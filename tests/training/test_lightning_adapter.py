@@ -11,7 +11,7 @@ def test_lightning_trains_with_molgnn_schedule_and_metrics(tiny_qm9, tmp_path):
 
     module = MolgnnLightningModule(
         TrainConfig(
-            model_overrides=TINY,
+            model={"preset": "et-small", **TINY},
             subset=30,
             epochs=2,
             warmup_steps=3,

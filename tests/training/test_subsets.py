@@ -7,14 +7,15 @@ import torch
 from molgnn.cli import main
 from molgnn.cli.train import config_from_args
 from molgnn.data import QM9
-from molgnn.training import TrainConfig, Trainer, fit, load_checkpoint, save_checkpoint
+from molgnn.io import load_checkpoint, save_checkpoint
+from molgnn.training import TrainConfig, Trainer, fit
 from molgnn.training.data import dataset_from_checkpoint, load_dataset
 
 TINY = {"hidden_channels": 8, "num_layers": 1, "num_heads": 2, "num_rbf": 8}
 
 
 def _config(root, out, **changes):
-    values = dict(model_overrides=TINY, subset=12, subset_seed=4, epochs=1, warmup_steps=1,
+    values = dict(model={"preset": "et-small", **TINY}, subset=12, subset_seed=4, epochs=1, warmup_steps=1,
                   batch_size=4, data_root=str(root), out_dir=str(out))  # fmt: skip
     values.update(changes)
     return TrainConfig(**values)
@@ -96,10 +97,12 @@ def test_rebuild_of_older_and_id_less_checkpoints(tiny_qm9, tmp_path):
 def test_online_config_draws_its_subset_and_keys_the_store_on_the_seed(tmp_path):
     from molgnn.online import OnlineConfig
 
-    config = OnlineConfig(store=str(tmp_path / "s"), subset=30, val=4, test=4, initial=10)
+    config = OnlineConfig.from_dict(
+        {"store": str(tmp_path / "s"), "subset": 30, "val": 4, "test": 4, "initial": 10}
+    )
     assert config.data_settings()["subset_seed"] == 0
     with pytest.raises(ValueError, match="subset_seed"):
-        OnlineConfig(store=str(tmp_path / "s"), subset_seed=-1)
+        OnlineConfig.from_dict({"store": str(tmp_path / "s"), "subset_seed": -1})
 
 
 def test_online_cli_streams_a_random_subset(tiny_qm9, tmp_path, monkeypatch, capsys):
@@ -109,7 +112,7 @@ def test_online_cli_streams_a_random_subset(tiny_qm9, tmp_path, monkeypatch, cap
             "--test", "4", "--initial", "10", "--chunk", "5", "--epochs", "1", "--max-chunks",
             "1", "--quiet", "--data-root", str(tiny_qm9)]  # fmt: skip
     for key, value in TINY.items():
-        args += ["--set", f"{key}={value}"]
+        args += ["--set", f"model.{key}={value}"]
     assert main(args) == 0
     from molgnn.online import Store
 

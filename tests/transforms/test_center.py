@@ -4,8 +4,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch_geometric.data import Data
 
+from molgnn.data.keys import ATOMIC_MASSES, ELEMENT_SYMBOLS, atomic_mass_table
 from molgnn.testing import molecules
-from molgnn.transforms import ATOMIC_MASSES, COVALENT_RADII, Center
+from molgnn.transforms import COVALENT_RADII, Center
 
 
 def test_centroid_exact():
@@ -40,6 +41,31 @@ def test_errors():
 
 def test_masses_cover_the_covalent_radii_elements():
     assert set(COVALENT_RADII) <= set(ATOMIC_MASSES)
+
+
+def test_the_mass_table_has_every_standard_atomic_weight_and_nothing_made_up():
+    """IUPAC gives a standard atomic weight to H-Bi except Tc and Pm, and to Th, Pa and U."""
+    have_weight = set(range(1, 84)) - {43, 61} | {90, 91, 92}
+    assert set(ATOMIC_MASSES) == have_weight
+    table = atomic_mass_table()
+    assert len(table) == len(ELEMENT_SYMBOLS) and table[0] == 0.0
+    assert [z for z, m in enumerate(table) if m == 0.0] == sorted(
+        set(range(len(ELEMENT_SYMBOLS))) - have_weight
+    )
+    ase_data = pytest.importorskip("ase.data")  # an independent copy of the IUPAC table
+    for z, mass in ATOMIC_MASSES.items():
+        assert mass == pytest.approx(float(ase_data.atomic_masses[z]), rel=1e-4), z
+
+
+def test_mass_mode_refuses_every_element_without_a_standard_atomic_weight():
+    pos = torch.tensor([[0.0, 0, 0], [1.0, 0, 0]])
+    for z, symbol in ((43, "Tc"), (61, "Pm"), (86, "Rn"), (93, "Np")):
+        data = Data(z=torch.tensor([1, z]), pos=pos.clone(), name="mol3")
+        with pytest.raises(ValueError, match=rf"mol3.*no atomic mass for element\(s\) {symbol}:"):
+            Center(mode="mass")(data)
+    iodide = Data(z=torch.tensor([1, 53]), pos=pos.clone())  # a heavy element with a weight
+    com = 126.90 / (1.008 + 126.90)
+    assert torch.allclose(Center(mode="mass")(iodide).pos[:, 0], torch.tensor([-com, 1 - com]))
 
 
 @settings(max_examples=25, deadline=None)

@@ -25,14 +25,14 @@ def water() -> Data:
     return Data(z=torch.tensor([8, 1, 1]), pos=pos)
 
 
-def brute_force(z, pos, batch, tolerance):
+def brute_force(z, pos, batch, bond_tolerance):
     edges = []
     for i in range(len(z)):
         for j in range(len(z)):
             if i == j or batch[i] != batch[j]:
                 continue
             d = float((pos[i] - pos[j]).norm())
-            if d < tolerance * (COVALENT_RADII[int(z[i])] + COVALENT_RADII[int(z[j])]):
+            if d < bond_tolerance * (COVALENT_RADII[int(z[i])] + COVALENT_RADII[int(z[j])]):
                 edges.append((j, i))
     return sorted(edges, key=lambda e: (e[1], e[0]))
 
@@ -55,16 +55,18 @@ def test_ratio_feature_and_tolerance():
     # 1.0 Å H-H is a bond only with a tolerance above 1 / 0.62
     h2 = Data(z=torch.tensor([1, 1]), pos=torch.tensor([[0.0, 0, 0], [1.0, 0, 0]]))
     assert CovalentBonds()(h2.clone()).edge_index.size(1) == 0
-    assert CovalentBonds(tolerance=1.7)(h2.clone()).edge_index.size(1) == 2
+    assert CovalentBonds(bond_tolerance=1.7)(h2.clone()).edge_index.size(1) == 2
     # 1.79 Å: the 1,3 carbons of a strained bicyclic (QM9 'C1C2CC1O2'), bonded only at 1.2
     cc = Data(z=torch.tensor([6, 6]), pos=torch.tensor([[0.0, 0, 0], [1.79, 0, 0]]))
     assert CovalentBonds()(cc.clone()).edge_index.size(1) == 0
-    assert CovalentBonds(tolerance=1.2)(cc.clone()).edge_index.size(1) == 2
-    assert repr(CovalentBonds()) == "CovalentBonds(tolerance=1.15, features=['length'])"
+    assert CovalentBonds(bond_tolerance=1.2)(cc.clone()).edge_index.size(1) == 2
+    assert repr(CovalentBonds()) == "CovalentBonds(bond_tolerance=1.15, features=['length'])"
     with pytest.raises(ValueError, match="valid features: length, ratio"):
         CovalentBonds(features=("order",))
-    with pytest.raises(ValueError, match="tolerance"):
-        CovalentBonds(tolerance=0)
+    with pytest.raises(ValueError, match="bond_tolerance must be positive"):
+        CovalentBonds(bond_tolerance=0)
+    with pytest.raises(TypeError, match="tolerance"):
+        CovalentBonds(tolerance=1.2)  # renamed to bond_tolerance, no alias
 
 
 def test_batched_and_unknown_element():
@@ -91,10 +93,10 @@ def test_batched_and_unknown_element():
     st.lists(molecules(1, 10, dtype=torch.float64, min_distance=0.6), min_size=1, max_size=4),
     st.floats(1.0, 1.6),
 )
-def test_matches_brute_force(mols, tolerance):
+def test_matches_brute_force(mols, bond_tolerance):
     z, pos, batch = batch_of(mols)
-    got = covalent_bonds(z, pos, batch, tolerance=tolerance)
-    assert [tuple(e) for e in got.T.tolist()] == brute_force(z, pos, batch, tolerance)
+    got = covalent_bonds(z, pos, batch, bond_tolerance=bond_tolerance)
+    assert [tuple(e) for e in got.T.tolist()] == brute_force(z, pos, batch, bond_tolerance)
 
 
 def test_qm9_valences(tiny_qm9):
@@ -119,9 +121,9 @@ PACKAGE = Path(__file__).parents[2] / "molgnn"
 def test_default_tolerance_is_the_one_constant():
     # 1.15, not 1.2: at 1.2 the 1,3 carbons of 1,688 strained QM9 bicyclics bond (see above).
     assert BOND_TOLERANCE == 1.15
-    assert inspect.signature(covalent_bonds).parameters["tolerance"].default is BOND_TOLERANCE
-    assert inspect.signature(CovalentBonds).parameters["tolerance"].default is BOND_TOLERANCE
-    assert CovalentBonds().tolerance is BOND_TOLERANCE
+    for fn in (covalent_bonds, CovalentBonds):
+        assert inspect.signature(fn).parameters["bond_tolerance"].default is BOND_TOLERANCE, fn
+    assert CovalentBonds().bond_tolerance is BOND_TOLERANCE
 
 
 def _tolerance_defaults(node: ast.AST, prefix: str = ""):
@@ -164,10 +166,9 @@ def test_changing_the_constant_changes_every_bond_tolerance_default():
         stale = re.search(r"tolerance: [^()]*\(default:\s*`*\d", source)
         assert stale is None, (path, stale and stale.group())
     assert found == {
-        "covalent_bonds(tolerance)",
-        "CovalentBonds.__init__(tolerance)",
+        "covalent_bonds(bond_tolerance)",
+        "CovalentBonds.__init__(bond_tolerance)",
         "degree_histogram(bond_tolerance)",
-        "PooledGNNEncoder.__init__(bond_tolerance)",
         "PooledGNN.__init__(bond_tolerance)",
         "PooledGNNConfig.bond_tolerance",
     }

@@ -64,12 +64,12 @@ def _driver_env(tmp_path: Path, **extra: str | None) -> dict[str, str]:
 
 def _sweep(tmp_path: Path, name: str, *args: str) -> list[str]:
     return [sys.executable, str(SCRIPT), "--smoke", "--subset", "30", "--num-samples", "2",
-            "--cpus-per-trial", "1", "--time-budget", "600", "--storage-path",
+            "--cpus-per-trial", "1", "--time-budget-s", "600", "--storage-path",
             str(tmp_path / "sweeps"), "--name", name, *args]  # fmt: skip
 
 
 def _epochs(n: int) -> list[str]:
-    return ["--max-epochs", str(n), "--grace-period", str(n)]  # no early stopping
+    return ["--epochs", str(n), "--grace-period", str(n)]  # no early stopping
 
 
 def _rows(trial_dir: Path) -> list[dict]:

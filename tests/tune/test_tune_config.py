@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from ray import tune
 from ray.tune.search.sample import Categorical, Domain, Float
-from tune_toy_backend import ToyBackend
 
 from molgnn.cli.tune import add_arguments, config_from_args
+from molgnn.config import read_yaml
+from molgnn.nn import CONVS, POOLS
+from molgnn.training import TrainConfig
 from molgnn.tune import (
     ET_PAPER_CONFIG,
     ET_SEARCH_SPACE,
@@ -20,11 +22,10 @@ from molgnn.tune import (
     PROFILES,
     SweepConfig,
     check_point_in_space,
-    load_sweep_yaml,
     parse_space,
     search_space,
     space_to_yaml,
-    split_overrides,
+    trial_config,
     trial_resources,
     validate_sweep,
 )
@@ -32,11 +33,11 @@ from molgnn.tune import (
 
 def test_et_space_covers_the_issue_fields() -> None:
     assert set(ET_SEARCH_SPACE) == {
-        "hidden_channels",
-        "num_layers",
-        "num_heads",
-        "num_rbf",
-        "cutoff_upper",
+        "model.hidden_channels",
+        "model.num_layers",
+        "model.num_heads",
+        "model.num_rbf",
+        "model.cutoff_upper",
         "lr",
         "warmup_steps",
         "batch_size",
@@ -44,25 +45,36 @@ def test_et_space_covers_the_issue_fields() -> None:
     }
     assert all(isinstance(v, Domain) for v in ET_SEARCH_SPACE.values())
     # Every width is divisible by every head count.
-    for width in ET_SEARCH_SPACE["hidden_channels"].categories:
-        for heads in ET_SEARCH_SPACE["num_heads"].categories:
+    for width in ET_SEARCH_SPACE["model.hidden_channels"].categories:
+        for heads in ET_SEARCH_SPACE["model.num_heads"].categories:
             assert width % heads == 0
 
 
 def test_pooled_space_covers_the_issue_fields() -> None:
     assert set(POOLED_SEARCH_SPACE) == {
-        "conv",
-        "pool",
-        "hidden_channels",
-        "num_layers",
-        "dropout",
+        "model.conv",
+        "model.pool",
+        "model.hidden_channels",
+        "model.num_layers",
+        "model.dropout",
         "lr",
     }
+    # The choices are the registries' keys, not a second list.
+    assert POOLED_SEARCH_SPACE["model.conv"].categories == list(CONVS)
+    assert POOLED_SEARCH_SPACE["model.pool"].categories == list(POOLS)
+    # Every sample of every default space is a valid trial of its model kind.
+    for kind, space in (("et", ET_SEARCH_SPACE), ("pooled", POOLED_SEARCH_SPACE)):
+        base = SweepConfig().merged({"model": {"kind": kind}}).train
+        for seed in range(5):
+            sample = {k: v.sample(random_state=seed) for k, v in space.items()}
+            trial_config(base, sample)
 
 
 def test_paper_config_lies_in_the_et_space() -> None:
     check_point_in_space(ET_PAPER_CONFIG, ET_SEARCH_SPACE)
-    assert ET_PAPER_CONFIG["hidden_channels"] == 256 and ET_PAPER_CONFIG["lr"] == 4e-4
+    assert ET_PAPER_CONFIG["model.hidden_channels"] == 256 and ET_PAPER_CONFIG["lr"] == 4e-4
+    paper = trial_config(TrainConfig(model="et-qm9"), ET_PAPER_CONFIG)
+    assert paper.model == TrainConfig(model="et-qm9").model  # the preset is the paper's model
 
 
 def test_search_space_returns_a_copy_and_rejects_unknown_kinds() -> None:
@@ -121,70 +133,78 @@ def test_check_point_in_space() -> None:
 
 def test_sweep_config_validates_and_resolves_paths(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    config = SweepConfig(storage_path="runs", data_root="data")
+    config = SweepConfig(storage_path="runs", train=TrainConfig(data_root="data"))
     assert config.storage_path == str(tmp_path / "runs")
-    assert config.data_root == str(tmp_path / "data")
+    assert config.train.data_root == str(tmp_path / "data")
     assert config.experiment_path == str(tmp_path / "runs" / "et_homo_lumo")
     uri = SweepConfig(storage_path="s3://bucket/sweeps", name="x")
     assert uri.experiment_path == "s3://bucket/sweeps/x"
     for bad, message in [
         ({"num_samples": 0}, "num_samples"),
-        ({"grace_period": 5, "max_epochs": 2}, "grace_period"),
+        ({"grace_period": 5, "train": {"epochs": 2}}, "grace_period"),
         ({"reduction_factor": 1.0}, "reduction_factor"),
         ({"gpus_per_trial": -0.5}, "gpus_per_trial"),
         ({"gpus_per_trial": 1.5}, "whole number"),
         ({"cpus_per_trial": 0}, "cpus_per_trial"),
         ({"address": "localhost"}, "HOST:PORT"),
         ({"name": "a/b"}, "plain directory name"),
-        ({"subset": 3}, "subset"),
+        ({"train": {"subset": 3}}, "subset"),
+        ({"max_epochs": 3}, "'max_epochs' was renamed to 'epochs'"),
     ]:
         with pytest.raises(ValueError, match=message):
-            SweepConfig(**bad)
+            SweepConfig.from_dict(bad)
 
 
 def test_replace_rejects_unknown_fields() -> None:
     config = SweepConfig()
     assert config.replace(num_samples=3).num_samples == 3
-    with pytest.raises(ValueError, match=r"unknown sweep setting\(s\) \['num_sample'\]"):
+    with pytest.raises(ValueError, match=r"unknown SweepConfig field 'num_sample'"):
         config.replace(num_sample=3)
+    assert config.replace(**{"train.lr": 1e-3}).train.lr == 1e-3
+    assert config.with_assignments(["lr=1e-3"]).train.lr == 1e-3  # flat training keys
 
 
-def test_load_sweep_yaml(tmp_path: Path) -> None:
+def test_sweep_yaml(tmp_path: Path) -> None:
     good = tmp_path / "sweep.yaml"
-    good.write_text("num_samples: 4\nspace:\n  lr: {loguniform: [1.0e-4, 1.0e-3]}\n")
-    overrides = load_sweep_yaml(good)
-    assert overrides["num_samples"] == 4
-    assert parse_space(overrides["space"])["lr"].upper == 1e-3
+    good.write_text("num_samples: 4\nlr: 1.0e-3\nspace:\n  lr: {loguniform: [1.0e-4, 1.0e-3]}\n")
+    config = SweepConfig().merged(read_yaml(good))
+    assert config.num_samples == 4 and config.train.lr == 1e-3
+    assert parse_space(config.space)["lr"].upper == 1e-3
     bad = tmp_path / "bad.yaml"
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(ValueError, match="expected a mapping"):
-        load_sweep_yaml(bad)
-    with pytest.raises(FileNotFoundError):
-        load_sweep_yaml(tmp_path / "missing.yaml")
-
-
-def test_split_overrides() -> None:
-    model, train = split_overrides(
-        {"hidden_channels": 8, "lr": 1e-3}, {"hidden_channels"}, {"lr", "batch_size"}
-    )
-    assert model == {"hidden_channels": 8} and train == {"lr": 1e-3}
-    with pytest.raises(ValueError, match=r"unknown field\(s\) \['hiden_channels'\]"):
-        split_overrides({"hiden_channels": 8}, {"hidden_channels"}, {"lr"})
+        read_yaml(bad)
+    with pytest.raises(ValueError, match="no such config file"):
+        read_yaml(tmp_path / "missing.yaml")
 
 
 def test_validate_sweep_fails_on_unknown_fields_before_ray() -> None:
-    backend = ToyBackend()
-    good = SweepConfig(model="toy", space=parse_space({"lr": {"loguniform": [1e-3, 1e-1]}}))
-    assert set(validate_sweep(good, backend)) == {"lr"}
+    """The production routing: every name of the space reaches TrainConfig or its model."""
+    good = SweepConfig(
+        space=parse_space(
+            {"lr": {"loguniform": [1e-3, 1e-1]}, "model.num_layers": {"choice": [1, 2]}}
+        )
+    )
+    assert set(validate_sweep(good)) == {"lr", "model.num_layers"}
     typo = good.replace(space={"lrate": tune.loguniform(1e-3, 1e-1)})
     with pytest.raises(ValueError, match="lrate"):
-        validate_sweep(typo, backend)
-    with pytest.raises(ValueError, match="hidden"):
-        validate_sweep(good.replace(model_overrides={"hidden": 8}), backend)
+        validate_sweep(typo)
+    flat = good.replace(space={"hidden_channels": tune.choice([8, 16])})
+    with pytest.raises(ValueError, match=r"did you mean 'model\.hidden_channels'"):
+        validate_sweep(flat)
+    wrong_type = good.replace(space={"model.num_layers": tune.choice(["two", "three"])})
+    with pytest.raises(ValueError, match=r"num_layers: expected an integer, got '(two|three)'"):
+        validate_sweep(wrong_type)
+    wrong_kind = good.replace(
+        space={"model.distance_influence": tune.choice(["keys", "both"])},
+        train=TrainConfig(model="pooled"),
+    )
+    with pytest.raises(ValueError, match="unknown PooledGNNConfig field 'distance_influence'"):
+        validate_sweep(wrong_kind)
     with pytest.raises(ValueError, match="outside"):
-        validate_sweep(good.replace(points_to_evaluate=({"lr": 10.0},)), backend)
+        validate_sweep(good.replace(points_to_evaluate=({"lr": 10.0, "model.num_layers": 1},)))
     with pytest.raises(ValueError, match="tunes nothing"):
-        validate_sweep(good.replace(space={"lr": 1e-3}), backend)
+        validate_sweep(good.replace(space={"lr": 1e-3}))
 
 
 def test_trial_resources() -> None:
@@ -203,45 +223,45 @@ def test_trial_resources() -> None:
         trial_resources(SweepConfig(cpus_per_trial=16), cpu_only)
 
 
-def _parse(argv: list[str], kind: str = "et") -> SweepConfig:
+def _parse(argv: list[str], kind: str | None = "et") -> SweepConfig:
     parser = argparse.ArgumentParser()
-    add_arguments(parser, kind=kind)
+    add_arguments(parser)
     return config_from_args(parser.parse_args(argv), kind)
 
 
 def test_cli_layers_profile_yaml_and_flags(tmp_path: Path) -> None:
     default = _parse([])
-    assert default.subset == PROFILES[("et", "laptop")]["subset"]
+    assert default.train.subset == PROFILES[("et", "laptop")]["subset"]
     assert default.time_budget_s is not None  # the laptop default is bounded in time
     smoke = _parse(["--smoke"])
-    assert smoke.max_epochs == PROFILES[("et", "smoke")]["max_epochs"]
+    assert smoke.train.epochs == PROFILES[("et", "smoke")]["epochs"]
     yaml_file = tmp_path / "s.yaml"
-    yaml_file.write_text("num_samples: 5\nmax_epochs: 7\n")
+    yaml_file.write_text("num_samples: 5\nepochs: 7\n")
     config = _parse(
         [
             "--config",
             str(yaml_file),
-            "--max-epochs",
+            "--epochs",
             "9",
             "--subset",
-            "0",
+            "all",
             "--gpus-per-trial",
             "0.25",
-            "--time-budget",
+            "--time-budget-s",
             "60",
-            "--train-override",
-            "num_workers=0",
+            "--set",
+            "weight_decay=1e-5",
             "--storage-path",
             str(tmp_path),
             "--resume",
         ]
     )
     assert config.num_samples == 5  # from YAML
-    assert config.max_epochs == 9  # flag beats YAML
-    assert config.subset is None
+    assert config.train.epochs == 9  # flag beats YAML
+    assert config.train.subset is None
     assert config.gpus_per_trial == 0.25
     assert config.time_budget_s == 60
-    assert config.train_overrides["num_workers"] == 0
+    assert config.train.weight_decay == 1e-5
     assert config.resume
     paper = _parse(["--paper-first", "--profile", "gpu"])
     assert paper.points_to_evaluate[0] == ET_PAPER_CONFIG
@@ -250,9 +270,15 @@ def test_cli_layers_profile_yaml_and_flags(tmp_path: Path) -> None:
         _parse(["--config", str(yaml_file)])
     with pytest.raises(ValueError, match="only defined for the ET"):
         _parse(["--paper-first"], kind="pooled")
+    # The profile follows the model's kind (no second --kind switch that can contradict it).
+    pooled = _parse(["--model", "pooled"], kind=None)
+    assert pooled.train.model.kind == "pooled" and "model.conv" in pooled.space
+    validate_sweep(pooled)
 
 
-@pytest.mark.parametrize("script", ["et_homo_lumo.py", "pooled_gnn_homo_lumo.py"])
+@pytest.mark.parametrize(
+    "script", ["et_homo_lumo.py", "pooled_gnn_homo_lumo.py", "tensornet_homo_lumo.py"]
+)
 def test_sweep_scripts_have_help(script: str) -> None:
     repo = Path(__file__).resolve().parents[2]
     out = subprocess.run(
@@ -265,7 +291,9 @@ def test_sweep_scripts_have_help(script: str) -> None:
     assert out.returncode == 0, out.stderr
     for flag in (
         "--num-samples",
-        "--max-epochs",
+        "--epochs",
+        "--config",
+        "--set",
         "--subset",
         "--gpus-per-trial",
         "--cpus-per-trial",
@@ -273,7 +301,7 @@ def test_sweep_scripts_have_help(script: str) -> None:
         "--storage-path",
         "--name",
         "--resume",
-        "--time-budget",
+        "--time-budget-s",
         "--seed",
         "--smoke",
     ):

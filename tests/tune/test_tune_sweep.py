@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 from ray_helpers import LOOPBACK
-from tune_toy_backend import ToyBackend, load_toy_model
+from tune_toy_backend import ToyBackend, ToyConfig, load_toy_model
 
 from molgnn.tune import BEST_CHECKPOINT, BEST_CONFIG, SweepConfig, parse_space, run_sweep
 
@@ -23,31 +23,28 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(300)]
 
 SPACE = {
     "lr": {"loguniform": [1e-4, 3e-2]},
-    "hidden_channels": {"choice": [8, 16]},
+    "model.hidden_channels": {"choice": [8, 16]},
     "explode": {"choice": [False, True]},
 }
 
 
 def test_local_sweep_stops_early_records_failures_and_exports(tmp_path: Path) -> None:
     config = SweepConfig(
-        model="toy",
+        train=ToyConfig(subset=256, epochs=4, seed=3),
         space=parse_space(SPACE),
-        subset=256,
         num_samples=6,
-        max_epochs=4,
         grace_period=1,
         reduction_factor=2.0,
         storage_path=str(tmp_path),
         name="toy",
         num_cpus=2,
-        seed=3,
         max_failures=0,  # the NaN trial would fail again on each retry
         verbose=0,
         points_to_evaluate=(
-            {"lr": 1e-2, "hidden_channels": 16, "explode": False},
-            {"lr": 1e-2, "hidden_channels": 8, "explode": False},
-            {"lr": 1e-4, "hidden_channels": 8, "explode": False},  # learns too slowly
-            {"lr": 1e-2, "hidden_channels": 8, "explode": True},  # NaN loss at epoch 2
+            {"lr": 1e-2, "model.hidden_channels": 16, "explode": False},
+            {"lr": 1e-2, "model.hidden_channels": 8, "explode": False},
+            {"lr": 1e-4, "model.hidden_channels": 8, "explode": False},  # learns too slowly
+            {"lr": 1e-2, "model.hidden_channels": 8, "explode": True},  # NaN loss at epoch 2
         ),
     )
     result = run_sweep(config, backend=ToyBackend())
@@ -74,7 +71,7 @@ def test_local_sweep_stops_early_records_failures_and_exports(tmp_path: Path) ->
     saved = yaml.safe_load((tmp_path / "toy" / BEST_CONFIG).read_text())
     assert saved["tuned"] == result.best_config
     assert saved["tuned"]["lr"] == pytest.approx(best["lr"])
-    assert saved["model"]["hidden_channels"] == best["hidden_channels"]
+    assert saved["train"]["model"]["hidden_channels"] == best["model.hidden_channels"]
     for plot in ("optimization_history.png", "param_importances.png"):
         assert (tmp_path / "toy" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -99,18 +96,15 @@ def _overlap(a: dict, b: dict) -> bool:
 def test_two_node_cluster_spreads_and_packs_trials(tmp_path: Path, ray_cluster) -> None:
     address = ray_cluster(num_nodes=2, num_cpus=2, num_gpus=2)
     config = SweepConfig(
-        model="toy",
-        space=parse_space({"lr": {"loguniform": [1e-3, 3e-2]}, "hidden_channels": 8}),
-        subset=128,
+        train=ToyConfig(subset=128, epochs=3, sleep_s=1.0),
+        space=parse_space({"lr": {"loguniform": [1e-3, 3e-2]}, "model.hidden_channels": 8}),
         num_samples=6,
-        max_epochs=3,
         grace_period=3,
         gpus_per_trial=0.5,
         cpus_per_trial=1,
         address=address,
         storage_path=str(tmp_path),  # both nodes share this machine's filesystem
         name="cluster",
-        train_overrides={"sleep_s": 1.0},
         verbose=0,
     )
     result = run_sweep(config, backend=ToyBackend())

@@ -9,44 +9,32 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from molgnn.tune import split_overrides
+from molgnn.config import Config
 
 
 @dataclasses.dataclass(frozen=True)
-class ToyModelConfig:
+class ToyModelConfig(Config):
     hidden_channels: int = 8
     num_layers: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
-class ToyTrainConfig:
+class ToyConfig(Config):
+    """The toy's training config: a nested model config, as molgnn's TrainConfig has."""
+
+    model: ToyModelConfig = dataclasses.field(default_factory=ToyModelConfig)
     lr: float = 1e-2
     batch_size: int = 16
     explode: bool = False
     sleep_s: float = 0.0
-
-
-_MODEL_FIELDS = {f.name for f in dataclasses.fields(ToyModelConfig)}
-_TRAIN_FIELDS = {f.name for f in dataclasses.fields(ToyTrainConfig)}
-
-
-def _configs(
-    settings: Mapping[str, Any], values: Mapping[str, Any]
-) -> tuple[ToyModelConfig, ToyTrainConfig]:
-    model_fixed, train_fixed = split_overrides(
-        {**settings["model_overrides"], **settings["train_overrides"]}, _MODEL_FIELDS, _TRAIN_FIELDS
-    )
-    model_tuned, train_tuned = split_overrides(values, _MODEL_FIELDS, _TRAIN_FIELDS)
-    return (
-        dataclasses.replace(ToyModelConfig(), **{**model_fixed, **model_tuned}),
-        dataclasses.replace(ToyTrainConfig(), **{**train_fixed, **train_tuned}),
-    )
+    subset: int | None = 256
+    epochs: int = 4
+    seed: int = 0
 
 
 def _model(cfg: ToyModelConfig) -> torch.nn.Module:
@@ -65,18 +53,21 @@ def make_data(seed: int = 0, n: int = 256) -> dict[str, torch.Tensor]:
 
 
 class ToyTrial:
-    def __init__(
-        self, model_cfg: ToyModelConfig, train_cfg: ToyTrainConfig, data: dict, seed: int
-    ) -> None:
-        torch.manual_seed(seed)
+    def __init__(self, config: ToyConfig, data: dict) -> None:
+        torch.manual_seed(config.seed)
+        model_cfg = config.model
         self.model_cfg = model_cfg
-        self.train_cfg = train_cfg
+        self.train_cfg = config
         self.model = _model(model_cfg)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train_cfg.lr)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         n = data["x"].size(0)
         self.train = (data["x"][: n * 3 // 4], data["y"][: n * 3 // 4])
         self.val = (data["x"][n * 3 // 4 :], data["y"][n * 3 // 4 :])
         self.epoch = 0
+
+    @property
+    def should_stop(self) -> bool:
+        return self.epoch >= self.train_cfg.epochs
 
     def run_epoch(self) -> dict[str, float]:
         x, y = self.train
@@ -102,7 +93,7 @@ class ToyTrial:
         tmp = Path(str(path) + ".tmp")
         torch.save(
             {
-                "model_config": dataclasses.asdict(self.model_cfg),
+                "model_config": self.model_cfg.to_dict(),
                 "state_dict": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "epoch": self.epoch,
@@ -121,44 +112,23 @@ class ToyTrial:
 
 def load_toy_model(path: str | os.PathLike[str]) -> torch.nn.Module:
     state = torch.load(path, weights_only=True)
-    model = _model(ToyModelConfig(**state["model_config"]))
+    model = _model(ToyModelConfig.from_dict(state["model_config"]))
     model.load_state_dict(state["state_dict"])
     return model.eval()
 
 
 class ToyBackend:
-    def model_kind(self, model: str) -> str:
-        if model != "toy":
-            raise ValueError(f"unknown model preset {model!r}; valid: ['toy']")
-        return "toy"
+    def default_space(self, base: Any) -> dict[str, Any]:
+        raise ValueError("the toy has no default search space")
 
-    def check_trial_config(self, settings: Mapping[str, Any], values: Mapping[str, Any]) -> None:
-        _configs(settings, values)
+    def prepare_dataset(self, base: ToyConfig) -> Any:
+        return make_data(base.seed, n=base.subset or 256)
 
-    def prepare_dataset(self, settings: Mapping[str, Any]) -> Any:
-        return make_data(settings["seed"], n=settings["subset"] or 256)
+    def create_trial(self, config: ToyConfig, *, device: torch.device, dataset: Any) -> ToyTrial:
+        return ToyTrial(config, dataset)
 
-    def create_trial(
-        self,
-        settings: Mapping[str, Any],
-        values: Mapping[str, Any],
-        *,
-        device: torch.device,
-        dataset: Any,
-    ) -> ToyTrial:
-        model_cfg, train_cfg = _configs(settings, values)
-        return ToyTrial(model_cfg, train_cfg, dataset, settings["seed"])
-
-    def evaluate_checkpoint(
-        self, path: Path, settings: Mapping[str, Any], dataset: Any, split: str
-    ) -> float:
+    def evaluate_checkpoint(self, path: Path, base: Any, dataset: Any, split: str) -> float:
         model = load_toy_model(path)
         x, y = dataset["x"], dataset["y"]
         with torch.no_grad():
             return float((model(x) - y).abs().mean())
-
-    def resolved_configs(
-        self, settings: Mapping[str, Any], values: Mapping[str, Any]
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        model_cfg, train_cfg = _configs(settings, values)
-        return dataclasses.asdict(model_cfg), dataclasses.asdict(train_cfg)

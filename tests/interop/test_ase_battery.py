@@ -1,47 +1,31 @@
-"""Bad and unusual input through the ASE calculator, ``molgnn.ase.Calculator`` (issue 20).
+"""Bad and unusual input through the ASE calculator, ``molgnn.interop.ase.Calculator`` (issue 20).
 
 The calculator must make the checks ``molgnn.predict`` makes and accept only energy models.
 Each case asserts the exception or warning, the names its message must contain, and that no
 traceback text leaks into it. Models are tiny and untrained, written with ``save_checkpoint``.
 """
 
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
+from molgnn.inference import PredictionWarning
+from molgnn.io import save_checkpoint
 from molgnn.models import build_model
-from molgnn.training.checkpoint import save_checkpoint
 
 ase = pytest.importorskip("ase")
-from molgnn.ase import ENERGY_TARGETS, Calculator  # noqa: E402
-from molgnn.prediction import PredictionWarning  # noqa: E402
+from molgnn.interop.ase import ENERGY_TARGETS, Calculator  # noqa: E402
 
-TINY = {
-    "kind": "et",
-    "hidden_channels": 8,
-    "num_layers": 1,
-    "num_heads": 2,
-    "num_rbf": 4,
-    "max_num_neighbors": 16,
-}
-WATER = [[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]]
+sys.path.insert(0, str(Path(__file__).parents[1] / "inference"))
+from inference_battery import TINY, raises, tiny_payload  # noqa: E402
+from inference_battery import WATER_POSITIONS as WATER  # noqa: E402
 
 
 def _checkpoint(path, names=("U0",), units=("eV",), data=None, nan=False):
-    torch.manual_seed(0)
-    model = build_model(dict(TINY))
-    state = model.state_dict()
-    if nan:
-        state = {k: v * float("nan") if v.is_floating_point() else v for k, v in state.items()}
-    payload = {
-        "model_config": model.config.to_dict(),
-        "state_dict": state,
-        "target": {"names": list(names), "units": list(units)},
-        "data": data or {"dataset": "QM9", "elements": [1, 6, 7, 8], "max_atoms": 14},
-    }
-    save_checkpoint(payload, path)
+    save_checkpoint(tiny_payload(names, units, data=data, nan_weights=nan), path)
     return path
 
 
@@ -53,16 +37,6 @@ def u0(tmp_path):
 def energy_of(calc, atoms):
     atoms.calc = calc
     return atoms.get_potential_energy()
-
-
-def raises(exc, call, *names):
-    with pytest.raises(exc) as info:
-        call()
-    message = str(info.value)
-    for name in names:
-        assert name in message, f"{name!r} not in {message!r}"
-    assert "Traceback" not in message and "\n" not in message.strip(), message
-    return message
 
 
 # --- which models are accepted --------------------------------------------------------------
@@ -94,7 +68,7 @@ def test_energy_models_are_accepted(tmp_path, target):
 )
 def test_non_energy_models_are_refused_naming_the_target(tmp_path, names, units, expected):
     path = _checkpoint(tmp_path / "m.ckpt", names=names, units=units)
-    raises(ValueError, lambda: Calculator(path), "molgnn.ase.Calculator", *expected)
+    raises(ValueError, lambda: Calculator(path), "molgnn.interop.ase.Calculator", *expected)
 
 
 def test_a_loaded_gap_model_is_refused_too(tmp_path):

@@ -3,21 +3,22 @@
 A checkpoint is a ``torch.save`` of plain containers, numbers, strings and tensors, so it loads
 with ``torch.load(..., weights_only=True)``; a file that needs arbitrary unpickling is refused.
 
-Keys: ``format`` and ``format_version``; ``molgnn_version``; ``model_config`` (the model's
-``to_dict()``, which rebuilds it); ``state_dict``; ``target`` (names and units); ``normalization``
+Keys: ``format`` and ``format_version``; ``molgnn_version``; ``model_config`` (the model config's
+``to_dict()``, read back by
+[`molgnn.models.stored_model_config`][molgnn.models.stored_model_config], which knows the field
+names of older molgnn versions); ``state_dict``; ``target`` (names and units); ``normalization``
 (mean, std, whether the atom-reference prior is on); ``data`` (dataset, subset, subset seed,
 ``molecule_ids``: the QM9 ids of the dataset's molecules in order, split indices, data version);
 ``metrics``; ``train_config``; and, in resumable checkpoints, ``training_state``.
-:func:`molgnn.training.data.dataset_from_checkpoint` rebuilds the dataset from that record.
+[`molgnn.training.data.dataset_from_checkpoint`][molgnn.training.dataset_from_checkpoint] rebuilds
+the dataset from that record.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,12 @@ from typing import Any
 import torch
 
 from molgnn._version import __version__
+from molgnn.io.atomic import write_atomic_with
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "file_sha256",
-    "load",
     "load_checkpoint",
     "model_from_checkpoint",
     "save_checkpoint",
@@ -41,36 +42,25 @@ FORMAT_VERSION = 1
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
-    """Write ``payload`` to ``path`` atomically: a temporary file in the same folder, then rename.
+    """Write ``payload`` to ``path`` atomically and durably
+    ([`molgnn.io.write_atomic_with`][molgnn.io.write_atomic_with]).
 
-    A crash leaves either the old file or the new one, never a half-written file.
+    A crash or power cut leaves either the old file or the new one, never a half-written file.
 
     Args:
         payload: Checkpoint contents (format keys are added).
-        path: Destination file.
+        path: Destination file; its folder is created if needed.
 
     Returns:
         The path written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "molgnn_version": __version__,
         **payload,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic_with(path, lambda f: torch.save(payload, f), durable=True)
 
 
 # Boilerplate lines of torch.load's weights_only errors; the line that names the problem remains.
@@ -171,7 +161,7 @@ def model_from_checkpoint(
     """Rebuild the model of a loaded checkpoint (in eval mode) with its weights.
 
     Args:
-        payload: A checkpoint read by :func:`load_checkpoint`.
+        payload: A checkpoint read by [`load_checkpoint`][molgnn.io.load_checkpoint].
         source: The checkpoint's name in error messages (default: ``"checkpoint"``).
 
     Raises:
@@ -179,7 +169,8 @@ def model_from_checkpoint(
             ``state_dict``, a ``model_config`` that does not build a model, or weights that do
             not fit the model it describes.
     """
-    from molgnn.models import build_model
+    # Imported here: molgnn.models imports molgnn.data, which writes its files through molgnn.io.
+    from molgnn.models import stored_model_config
 
     config = payload.get("model_config")
     if not isinstance(config, dict):
@@ -192,7 +183,7 @@ def model_from_checkpoint(
     if not isinstance(state, dict):
         raise ValueError(f"{source} has no 'state_dict' (the model's weights)")
     try:
-        model = build_model(dict(config))
+        model = stored_model_config(config).build()
     except (ValueError, TypeError, KeyError) as err:
         raise ValueError(f"{source}: its model_config does not build a model: {err}") from None
     mismatch = _state_dict_mismatch(model, state)
@@ -209,23 +200,6 @@ def model_from_checkpoint(
         k: payload.get(k) for k in ("target", "normalization", "data", "metrics", "molgnn_version")
     }
     return model
-
-
-def load(path: str | Path, map_location: str | torch.device = "cpu") -> torch.nn.Module:
-    """Load a molgnn checkpoint and return the ready model, in eval mode.
-
-    The model predicts in the target's units (see ``model.checkpoint_info["target"]``).
-
-    Args:
-        path: A ``.ckpt`` file written by molgnn (training, sweeps, the online loop).
-        map_location: Device to load the weights onto (default: ``"cpu"``).
-
-    Raises:
-        FileNotFoundError: if ``path`` does not exist.
-        ValueError: one line naming ``path``, for anything that is not a loadable molgnn model
-            checkpoint (see :func:`load_checkpoint` and :func:`model_from_checkpoint`).
-    """
-    return model_from_checkpoint(load_checkpoint(path, map_location), source=path)
 
 
 def file_sha256(path: str | Path) -> str:

@@ -1,19 +1,29 @@
+"""The ASE calculator on trained models: relaxation, forces, and refusing non-energy targets."""
+
 import numpy as np
 import pytest
 
 from molgnn.training import TrainConfig, fit
 
 ase = pytest.importorskip("ase")
-TINY = {"hidden_channels": 16, "num_layers": 1, "num_heads": 2, "num_rbf": 8}
+#: The ``et-small`` preset, made small enough to train in a second.
+SMALL = {"preset": "et-small", "hidden_channels": 16, "num_layers": 1, "num_heads": 2, "num_rbf": 8}
+TENSORNET_SMALL = {
+    "preset": "tensornet-small",
+    "hidden_channels": 16,
+    "num_layers": 1,
+    "num_rbf": 8,
+}
 
 
-def test_relaxation_lowers_energy_and_forces_match_finite_differences(tiny_qm9, tmp_path):
+@pytest.mark.parametrize("model", [SMALL, TENSORNET_SMALL], ids=["et", "tensornet"])
+def test_relaxation_lowers_energy_and_forces_match_finite_differences(tiny_qm9, tmp_path, model):
     from ase.optimize import BFGS
 
-    from molgnn.ase import Calculator
+    from molgnn.interop.ase import Calculator
 
     cfg = TrainConfig(
-        model_overrides=TINY,
+        model=model,
         target="U0",
         subset=30,
         epochs=2,
@@ -42,10 +52,10 @@ def test_relaxation_lowers_energy_and_forces_match_finite_differences(tiny_qm9, 
 
 
 def test_non_energy_models_are_refused(tiny_qm9, tmp_path):
-    from molgnn.ase import Calculator
+    from molgnn.interop.ase import Calculator
 
     cfg = TrainConfig(
-        model_overrides=TINY,
+        model=SMALL,
         target="mu",
         subset=30,
         epochs=1,

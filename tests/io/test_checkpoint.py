@@ -1,10 +1,11 @@
+"""The checkpoint file format: atomic writes, safe loading, refused files."""
+
 import pickle
 
 import pytest
 import torch
 
-from molgnn.training import file_sha256, load_checkpoint, save_checkpoint
-from molgnn.training.checkpoint import FORMAT_VERSION
+from molgnn.io import FORMAT_VERSION, file_sha256, load_checkpoint, save_checkpoint
 
 
 class Evil:

@@ -1,12 +1,13 @@
 """An ASE calculator backed by a molgnn energy model (extra ``chem``).
 
-Example::
-
+Example:
+    ```python
     from ase.optimize import BFGS
-    from molgnn.ase import Calculator
+    from molgnn.interop.ase import Calculator
 
     atoms.calc = Calculator("runs/u0/best.ckpt")
     BFGS(atoms).run(fmax=0.05)
+    ```
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from torch import nn
 from torch_geometric.data import Data
 
 from molgnn.data.keys import TARGETS
-from molgnn.nn.radius import record_truncation
-from molgnn.prediction import (
+from molgnn.inference.checks import (
     MIN_DISTANCE,
     PredictionWarning,
     check_molecule,
@@ -29,12 +29,14 @@ from molgnn.prediction import (
     molecule_warnings,
     training_max_atoms,
 )
+from molgnn.inference.loading import load
+from molgnn.nn.radius import record_truncation
 
 try:
     from ase.calculators.calculator import Calculator as _AseCalculator
     from ase.calculators.calculator import all_changes
 except ImportError as err:  # pragma: no cover - exercised only without ASE
-    raise ImportError("molgnn.ase needs ASE: pip install 'molgnn[chem]'") from err
+    raise ImportError("molgnn.interop.ase needs ASE: pip install 'molgnn[chem]'") from err
 
 __all__ = ["ENERGY_TARGETS", "Calculator"]
 
@@ -58,7 +60,7 @@ def _check_energy_model(model: nn.Module) -> None:
         return  # a model built in code: it is taken to predict an energy in eV
     names, units = list(names or []), list(units or [])
     allowed = ", ".join(ENERGY_TARGETS)
-    need = f"molgnn.ase.Calculator needs a model of one energy target in eV ({allowed})"
+    need = f"molgnn.interop.ase.Calculator needs a model of one energy target in eV ({allowed})"
     if len(names) != 1:
         raise ValueError(f"{need}; this model predicts {len(names)} targets: {names}")
     name, unit = names[0], (units[0] if units else "unknown units")
@@ -73,19 +75,19 @@ def _check_energy_model(model: nn.Module) -> None:
 
 
 class Calculator(_AseCalculator):
-    """ASE calculator: energy (eV) and forces (eV/Å, :math:`-\\partial E/\\partial \\mathbf{r}`).
+    """ASE calculator: energy (eV) and forces (eV/Å, $-\\partial E/\\partial \\mathbf{r}$).
 
     Forces come from autograd through the model, so any molgnn energy model works, whether or
     not it was built with ``derivative=True``.
 
-    The calculator makes the checks :func:`molgnn.predict` makes: a checkpoint must predict one
-    of :data:`ENERGY_TARGETS` in eV (a model without a checkpoint record is trusted); each
-    structure must have atoms, finite coordinates, only elements seen in training, no two
-    atoms closer than ``min_distance`` and no periodic boundary conditions, else
-    ``ValueError``. A structure outside the training data (more atoms than the largest
-    training molecule, an odd electron count, a truncated neighbour list) draws a
-    :class:`~molgnn.prediction.PredictionWarning`; the messages of the last calculation are in
-    :attr:`warnings`.
+    The calculator makes the checks [`molgnn.predict`][molgnn.inference.predict] makes: a checkpoint
+    must predict one of [`ENERGY_TARGETS`][molgnn.interop.ase.ENERGY_TARGETS] in eV (a model without
+    a checkpoint record is trusted); each structure must have atoms, finite coordinates, only
+    elements seen in training, no two atoms closer than ``min_distance`` and no periodic boundary
+    conditions, else ``ValueError``. A structure outside the training data (more atoms than the
+    largest training molecule, an odd electron count, a truncated neighbour list) draws a
+    [`PredictionWarning`][molgnn.inference.PredictionWarning]; the messages of the last calculation
+    are in ``warnings``.
 
     Args:
         model: A checkpoint path or a loaded model that predicts an energy in eV.
@@ -93,7 +95,7 @@ class Calculator(_AseCalculator):
         dtype: Floating dtype of the computation (default: ``torch.float64`` for smooth
             optimisation and finite-difference agreement).
         min_distance: Two atoms closer than this (Å) are refused (default:
-            :data:`~molgnn.prediction.MIN_DISTANCE`).
+            [`MIN_DISTANCE`][molgnn.inference.MIN_DISTANCE]).
         **kwargs: Passed to ASE's ``Calculator`` (``label``, ``atoms``, ...).
 
     Raises:
@@ -113,8 +115,6 @@ class Calculator(_AseCalculator):
     ) -> None:
         super().__init__(**kwargs)
         if isinstance(model, str | Path):
-            from molgnn.training import load
-
             model = load(model)
         _check_energy_model(model)
         if not min_distance >= 0:
@@ -162,8 +162,8 @@ class Calculator(_AseCalculator):
         energy = (out[0] if isinstance(out, tuple) else out).sum()
         if not torch.isfinite(energy):
             raise ValueError(
-                f"{name}: the model returned a non-finite energy ({float(energy)}); its "
-                "weights may be damaged"
+                f"{name}: the model returned a non-finite energy ({float(energy.detach())}); "
+                "its weights may be damaged"
             )
         (grad,) = torch.autograd.grad(energy, pos)
         self.results["energy"] = float(energy.detach())
