@@ -194,19 +194,14 @@ def _priors_from_args(args: dict[str, Any]) -> list[_Prior]:
     return priors
 
 
-def _source_from_args(args: dict[str, Any]) -> _Source:
-    arch = args.get("model")
-    if arch == "tensornet":
-        from molgnn.interop.torchmdnet_tensornet import tensornet_source_from_args
-
-        return tensornet_source_from_args(args)
-    if arch != "equivariant-transformer":
-        raise ValueError(
-            f"from_torchmdnet converts torchmd-net's 'equivariant-transformer' and 'tensornet'; "
-            f"this checkpoint holds model={arch!r}"
-        )
+def _refuse_options(
+    args: dict[str, Any], model: str, extra: dict[str, tuple[bool, str]] | None = None
+) -> None:
+    """Raise, naming the option, for torchmd-net options no molgnn ``model`` reproduces: those
+    of every architecture (periodic boxes, an atom filter, half precision), then ``extra``."""
     refused = {
-        "box_vecs": (args.get("box_vecs") is not None, "molgnn's ET has no periodic boxes"),
+        **(extra or {}),
+        "box_vecs": (args.get("box_vecs") is not None, f"molgnn's {model} has no periodic boxes"),
         "atom_filter": (
             int(args.get("atom_filter", -1)) > -1,
             "molgnn sums over every atom; only atom_filter=-1 converts",
@@ -219,6 +214,20 @@ def _source_from_args(args: dict[str, Any]) -> _Source:
     for option, (bad, why) in refused.items():
         if bad:
             raise ValueError(f"cannot convert torchmd-net option {option}={args[option]!r}: {why}")
+
+
+def _source_from_args(args: dict[str, Any]) -> _Source:
+    arch = args.get("model")
+    if arch == "tensornet":
+        from molgnn.interop.torchmdnet_tensornet import tensornet_source_from_args
+
+        return tensornet_source_from_args(args)
+    if arch != "equivariant-transformer":
+        raise ValueError(
+            f"from_torchmdnet converts torchmd-net's 'equivariant-transformer' and 'tensornet'; "
+            f"this checkpoint holds model={arch!r}"
+        )
+    _refuse_options(args, "ET")
     output = str(args.get("output_model", "Scalar"))
     # torchmd-net's create_model prefixes the ET's heads with "Equivariant".
     head = _head_name(output if output.startswith("Equivariant") else "Equivariant" + output)

@@ -50,6 +50,7 @@ from molgnn.interop.torchmdnet import (
     _Prior,
     _priors_from_args,
     _reduce,
+    _refuse_options,
     _Source,
 )
 from molgnn.nn.heads import HEADS
@@ -172,25 +173,14 @@ def tensornet_source_from_args(args: dict[str, Any]) -> TensorNetSource:
     """
     if args.get("model") != "tensornet":
         raise ValueError(f"expected model='tensornet', got model={args.get('model')!r}")
-    refused = {
+    charge = {
         "charge": (
             bool(args.get("charge", False)),
             "TensorNet then scales its products by the molecules' total charge, and molgnn "
             "models take no charges",
         ),
-        "box_vecs": (args.get("box_vecs") is not None, "molgnn's TensorNet has no periodic boxes"),
-        "atom_filter": (
-            int(args.get("atom_filter", -1)) > -1,
-            "molgnn sums over every atom; only atom_filter=-1 converts",
-        ),
-        "precision": (
-            int(args.get("precision", 32)) not in (32, 64),
-            "only precision 32 and 64 convert",
-        ),
     }
-    for option, (bad, why) in refused.items():
-        if bad:
-            raise ValueError(f"cannot convert torchmd-net option {option}={args[option]!r}: {why}")
+    _refuse_options(args, "TensorNet", charge)
     head = _tensornet_head(str(args.get("output_model", "Scalar")))
     representation = dict(
         hidden_channels=int(args["embedding_dimension"]),
