@@ -1,16 +1,21 @@
 #!/usr/bin/env python
 """Test MAE (meV) of the HOMO-LUMO gap reached under a fixed wall-clock training budget.
 
-Trains molgnn's small ET and the pooled GNN (and, with ``--compare``, torchmd-net 3.x's ET of the
-same size) with one shared loop: same QM9 subset and split, same batches, the benchmarks' one
-optimiser (AdamW, fused where torch can; ``benchmarks/_harness``), MSE on standardised targets,
-for ``--budget`` seconds each; then reports the test MAE. The subset is
-``--subset`` molecules drawn uniformly at random from all of QM9 (seed ``--seed``).
+Trains molgnn's small ET (``et-small``), small TensorNet (``tensornet-small``) and the pooled GNN
+(and, with ``--compare``, torchmd-net 3.x's ET of the same size) with one shared loop: same QM9
+subset and split, the benchmarks' one optimiser (AdamW, fused where torch can;
+``benchmarks/_harness``), MSE on standardised targets, for ``--budget`` seconds each; then
+reports the test MAE. The subset is ``--subset`` molecules drawn uniformly at random from all of
+QM9 (seed ``--seed``), split 80/10/10 once; every model trains once per seed of ``--seeds``
+(weights and batch order; default: ``--seed`` alone), and the table gives the mean and standard
+deviation over the seeds.
 
     python benchmarks/accuracy_budget.py --budget 120 --subset 5000 --compare
+    python benchmarks/accuracy_budget.py --budget 90 --seeds 0 1 --models et tensornet pooled
 
 ``--hidden-channels``, ``--num-layers``, ``--num-heads`` and ``--num-rbf`` change the size of
-every ET (molgnn's and torchmd-net's alike); the first two also apply to the pooled GNN.
+every ET (molgnn's and torchmd-net's alike); all but ``--num-heads`` also apply to TensorNet, and
+the first two to the pooled GNN.
 
 Prints a table and writes JSON (default: benchmarks/results/accuracy_budget.json).
 """
@@ -18,6 +23,7 @@ Prints a table and writes JSON (default: benchmarks/results/accuracy_budget.json
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -25,11 +31,13 @@ from typing import Any
 import torch
 from _harness import (
     RESULTS_DIR,
+    Column,
     count_parameters,
     machine_meta,
     make_optimizer,
     model_output,
     open_qm9,
+    print_table,
     torchmdnet_et,
     write_result,
 )
@@ -38,16 +46,27 @@ from torch_geometric.loader import DataLoader
 from molgnn.data import split_indices
 
 SMALL = {"hidden_channels": 128, "num_layers": 4, "num_heads": 8, "num_rbf": 32}
+#: ``--models`` -> the model each names.
+MODELS = {
+    "et": "molgnn-et-small",
+    "tensornet": "molgnn-tensornet-small",
+    "pooled": "molgnn-pooled",
+}
 DEFAULT_OUT = RESULTS_DIR / "accuracy_budget.json"
 
 
 def build(name: str, sizes: dict[str, int]) -> torch.nn.Module:
-    """Model ``name``; ``sizes`` overrides fields of :data:`SMALL` (the pooled GNN takes
-    ``hidden_channels`` and ``num_layers`` from it, its preset's values otherwise)."""
+    """Model ``name``; ``sizes`` overrides fields of :data:`SMALL` (TensorNet takes all but
+    ``num_heads`` from it, the pooled GNN ``hidden_channels`` and ``num_layers``, their presets'
+    values otherwise)."""
     from molgnn.models import build_model
 
     if name == "molgnn-et-small":
         return build_model("et-small", **sizes)
+    if name == "molgnn-tensornet-small":
+        return build_model(
+            "tensornet-small", **{k: v for k, v in sizes.items() if k != "num_heads"}
+        )
     if name == "molgnn-pooled":
         pooled = {k: v for k, v in sizes.items() if k in ("hidden_channels", "num_layers")}
         return build_model("pooled", **pooled)
@@ -97,11 +116,52 @@ def run(
     mae = torch.cat(errors).mean().item() * 1000
     return {
         "model": name,
+        "seed": seed,
         "params": count_parameters(model),
         "test_mae_mev": mae,
         "steps": steps,
         "molecules_seen": steps * batch_size,
     }
+
+
+def summarise(rows: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
+    """Per model: the test MAE's mean and standard deviation over its seeds (``None`` for one
+    seed), and the mean number of steps."""
+    out = []
+    for name in names:
+        maes = [r["test_mae_mev"] for r in rows if r["model"] == name]
+        steps = [r["steps"] for r in rows if r["model"] == name]
+        out.append(
+            {
+                "model": name,
+                "seeds": len(maes),
+                "test_mae_mev_mean": statistics.fmean(maes),
+                "test_mae_mev_std": statistics.stdev(maes) if len(maes) > 1 else None,
+                "steps_mean": statistics.fmean(steps),
+            }
+        )
+    return out
+
+
+def print_summary(summary: list[dict[str, Any]], budget: float) -> None:
+    """The table: test MAE mean ± standard deviation over the seeds, per model."""
+    print_table(
+        [
+            {
+                **row,
+                "mae": f"{row['test_mae_mev_mean']:.1f}"
+                + ("" if row["test_mae_mev_std"] is None else f" ± {row['test_mae_mev_std']:.1f}"),
+            }
+            for row in summary
+        ],
+        [
+            Column("model", "model", align="<"),
+            Column("seeds", "seeds"),
+            Column("mae", "test MAE (meV)"),
+            Column("steps_mean", "steps (mean)", ".0f"),
+        ],
+        title=f"HOMO-LUMO gap after {budget:g} s of training per run",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -116,7 +176,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0, help="subset, weights and batches (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="the QM9 subset (default: 0)")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="S",
+        help="weights and batch order, one training run per seed (default: --seed)",
+    )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=list(MODELS),
+        choices=list(MODELS),
+        help=f"molgnn models to train (default: {' '.join(MODELS)})",
+    )
     p.add_argument("--compare", action="store_true", help="also train torchmd-net 3.x's ET")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON (default: {DEFAULT_OUT})")
     args = p.parse_args(argv)
@@ -134,18 +209,22 @@ def main(argv: list[str] | None = None) -> None:
     split = tuple(torch.as_tensor(s) for s in split_indices(len(data), 0.8, 0.1, seed=1))
     if min(len(s) for s in split) < 1:
         p.error(f"--subset {args.subset} is too small for an 80/10/10 split")
-    names = ["molgnn-et-small", "molgnn-pooled"] + (
-        ["torchmd-net-et-small"] if args.compare else []
-    )
+    seeds = args.seeds if args.seeds is not None else [args.seed]
+    if len(set(seeds)) != len(seeds):
+        p.error(f"--seeds must differ, got {seeds}")
+    names = [MODELS[m] for m in args.models] + (["torchmd-net-et-small"] if args.compare else [])
     rows = []
-    for name in names:
-        row = run(name, sizes, data, split, args.budget, args.batch_size, args.lr, args.seed)
-        rows.append(row)
-        print(
-            f"{name:<22} test MAE {row['test_mae_mev']:8.1f} meV after {row['steps']} steps "
-            f"({row['molecules_seen']} molecules) in {args.budget:g} s",
-            flush=True,
-        )
+    for seed in seeds:
+        for name in names:
+            row = run(name, sizes, data, split, args.budget, args.batch_size, args.lr, seed)
+            rows.append(row)
+            print(
+                f"{name:<22} test MAE {row['test_mae_mev']:8.1f} meV after {row['steps']} steps "
+                f"({row['molecules_seen']} molecules) in {args.budget:g} s, seed {seed}",
+                flush=True,
+            )
+    summary = summarise(rows, names)
+    print_summary(summary, args.budget)
     write_result(
         args.out,
         "accuracy_budget",
@@ -154,8 +233,10 @@ def main(argv: list[str] | None = None) -> None:
         subset=args.subset,
         seed=args.seed,
         threads=args.threads,
+        seeds=seeds,
         sizes={**SMALL, **sizes},
         rows=rows,
+        summary=summary,
     )
     print(f"wrote {args.out}")
 

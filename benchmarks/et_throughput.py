@@ -1,12 +1,15 @@
 #!/usr/bin/env python
-"""Training and inference throughput (molecules/s) of molgnn's ET and pooled GNN, optionally beside
-torchmd-net 3.x, on the same random QM9 molecules, configuration and thread count, in one run.
+"""Training and inference throughput (molecules/s) of molgnn's ET, TensorNet and pooled GNN,
+optionally beside torchmd-net 3.x, on the same random QM9 molecules, configuration and thread
+count, in one run.
 
     python benchmarks/et_throughput.py                       # small config, molgnn only
     python benchmarks/et_throughput.py --compare             # + torchmd-net, same weights, ratios
     python benchmarks/et_throughput.py --configs small paper --models et pooled --compare
     python benchmarks/et_throughput.py --compare --compile --edges cached --backends torch
     python benchmarks/et_throughput.py --compare --steps 2 --warmup 1 --repeats 1   # smoke run
+    python benchmarks/et_throughput.py --models tensornet --configs small paper --compare \\
+        --compile --edges step --backends torch_scatter
 
     # A machine without QM9 (e.g. a GPU box): draw the molecules here, benchmark there.
     python benchmarks/et_throughput.py --configs small paper --save-molecules mols.pt
@@ -40,6 +43,22 @@ the CPU; the check runs in float32 even with ``--amp``) and records ``max_abs_di
 ``build_model("et-qm9", ...)`` with the configuration's sizes and ``--seed``. ``--compile`` can
 take minutes per row; ``--row-timeout`` bounds each row.
 
+``--models tensornet`` times molgnn's TensorNet: in the ``small`` configuration the
+``tensornet-small`` preset's sizes (hidden 64, 2 layers, 32 RBF), in ``paper`` the
+``tensornet-qm9`` preset's (the TensorNet paper's QM9 settings: hidden 256, 3 layers, 64 RBF),
+at the configuration's batch size. With ``--compare`` torchmd-net's TensorNet (O(3), Scalar head,
+``static_shapes=False`` as ``torchmd-train`` defaults to) runs beside it with the same weights,
+twice: ``torchmd-net-tensornet`` as torchmd-net runs it by default (its Warp kernels when
+warp-lang is installed, which the ratios are relative to) and ``torchmd-net-tensornet[plain]``
+(its plain-PyTorch formulation); ``--compile-torchmdnet`` adds ``torch.compile`` of torchmd-net's
+TensorNet (a row that does not compile records the error). ``--batch-size`` replaces every
+configuration's batch size (e.g. to keep the ``paper`` TensorNet rows short on a CPU).
+
+Every row also records the GEMM FLOPs of its training step and inference pass (torch's
+``FlopCounterMode`` on the first timed batches, eager) and the table compares its speed with the
+arithmetic bound: the machine's float32 GEMM rate (``_harness.gemm_rate``, measured once at the
+start with the run's threads) divided by the FLOPs per molecule (``x bound`` = measured / bound).
+
 Prints a table on stdout (progress goes to stderr) and writes JSON (default:
 benchmarks/results/et_throughput.json).
 """
@@ -71,6 +90,8 @@ from _harness import (
     Timing,
     draw_batches,
     format_cell,
+    gemm_flops,
+    gemm_rate,
     load_molecules,
     log,
     machine_meta,
@@ -87,6 +108,8 @@ from _harness import (
     sync,
     to_device,
     torchmdnet_et,
+    torchmdnet_tensornet,
+    use_torchmdnet_plain_tensornet,
     write_json,
     write_result,
 )
@@ -116,23 +139,53 @@ CONFIGS: dict[str, dict[str, int]] = {
         "batch_size": 4,
     },
 }
+#: TensorNet's sizes in each configuration (a preset, or the sizes themselves for ``tiny``).
+TENSORNET: dict[str, str | dict[str, int]] = {
+    "small": "tensornet-small",
+    "paper": "tensornet-qm9",
+    "tiny": {"hidden_channels": 16, "num_layers": 1, "num_rbf": 8},
+}
 #: Outputs match when max |y - y_torchmdnet| <= REL_TOL * max(1, max |y_torchmdnet|).
 REL_TOL = 1e-4
 TORCHMDNET = "torchmd-net"
+TORCHMDNET_TENSORNET = "torchmd-net-tensornet"
+#: Model family -> the torchmd-net implementation its molgnn rows are compared with.
+REFERENCES = {"et": TORCHMDNET, "tensornet": TORCHMDNET_TENSORNET}
+#: Timed batches on which each row's GEMM FLOPs are counted (per molecule).
+FLOP_BATCHES = 2
 DEFAULT_OUT = RESULTS_DIR / "et_throughput.json"
-SETTINGS = ("threads", "steps", "warmup", "repeats", "seed", "amp", "tune_malloc")
+SETTINGS = ("threads", "steps", "warmup", "repeats", "seed", "amp", "tune_malloc", "batch_size")
 
 
 # ----------------------------------------------------------------------------- models
 
 
-def build(impl: str, cfg: dict[str, int]) -> torch.nn.Module:
-    """A freshly initialised model (seed it first) of ``impl`` in configuration ``cfg``."""
+def tensornet_sizes(config: str) -> dict[str, int]:
+    """TensorNet's ``hidden_channels``, ``num_layers`` and ``num_rbf`` in configuration
+    ``config`` (:data:`TENSORNET`)."""
+    entry = TENSORNET[config]
+    if isinstance(entry, dict):
+        return dict(entry)
+    from molgnn.models import model_config
+
+    preset = model_config(entry)
+    return {k: int(getattr(preset, k)) for k in ("hidden_channels", "num_layers", "num_rbf")}
+
+
+def build(impl: str, cfg: dict[str, int], config: str) -> torch.nn.Module:
+    """A freshly initialised model (seed it first) of ``impl`` in configuration ``config``
+    (``cfg``: its sizes)."""
     sizes = {k: cfg[k] for k in ("hidden_channels", "num_layers", "num_heads", "num_rbf")}
     if impl == TORCHMDNET:
         return torchmdnet_et(**sizes)
+    if impl == TORCHMDNET_TENSORNET:
+        return torchmdnet_tensornet(**tensornet_sizes(config))
     from molgnn.models import build_model
 
+    if impl == "molgnn-tensornet":
+        preset = TENSORNET[config]
+        base = preset if isinstance(preset, str) else "tensornet-small"
+        return build_model(base, **tensornet_sizes(config))
     if impl == "molgnn-et":
         return build_model("et-qm9", **sizes, max_num_neighbors=MAX_NUM_NEIGHBORS)
     if impl == "molgnn-pooled":
@@ -142,12 +195,15 @@ def build(impl: str, cfg: dict[str, int]) -> torch.nn.Module:
     raise ValueError(f"unknown implementation {impl!r}")
 
 
-def reference(cfg: dict[str, int], seed: int, first: StoredBatch) -> dict[str, Any]:
-    """torchmd-net's weights, the same weights converted to molgnn, and its output on ``first``."""
+def reference(
+    impl: str, cfg: dict[str, int], config: str, seed: int, first: StoredBatch
+) -> dict[str, Any]:
+    """torchmd-net's weights (of ``impl``), the same weights converted to molgnn, and its output
+    on ``first``."""
     from molgnn.interop import from_torchmdnet
 
     torch.manual_seed(seed)
-    tmdn = build(TORCHMDNET, cfg).eval()
+    tmdn = build(impl, cfg, config).eval()
     converted = from_torchmdnet(tmdn)
     z, pos, batch, _ = to_device(first, "cpu")
     with torch.no_grad():
@@ -179,10 +235,13 @@ def cached_edges(pos: Tensor, batch: Tensor, cutoff: float, max_neighbors: int) 
 
 
 def setup_process(spec: dict[str, Any]) -> bool:
-    """Threads, allocator and scatter backend of the row's process; whether malloc was tuned."""
+    """Threads, allocator, scatter backend (and torchmd-net's TensorNet formulation) of the
+    row's process; whether malloc was tuned."""
     torch.set_num_threads(spec["threads"])
     mode = spec.get("tune_malloc") or "none"
-    tuned = mode == "all" or (mode == "molgnn" and spec["impl"] != TORCHMDNET)
+    tuned = mode == "all" or (mode == "molgnn" and not spec["impl"].startswith(TORCHMDNET))
+    if spec.get("plain"):
+        use_torchmdnet_plain_tensornet()
     if tuned:
         from molgnn.training import tune_malloc
 
@@ -195,21 +254,22 @@ def setup_process(spec: dict[str, Any]) -> bool:
 
 
 def build_row_model(spec: dict[str, Any], run: dict[str, Any]) -> torch.nn.Module:
-    """The row's model: torchmd-net's reference weights (and molgnn's ET converted from them)
-    with ``--compare``, else a fresh model seeded with ``--seed``."""
-    impl, cfg = spec["impl"], spec["cfg"]
+    """The row's model: torchmd-net's reference weights (and molgnn's ET or TensorNet converted
+    from them) with ``--compare``, else a fresh model seeded with ``--seed``."""
+    impl, cfg, family = spec["impl"], spec["cfg"], spec["family"]
+    ref = run.get("references", {}).get(family)
     torch.manual_seed(spec["seed"])
-    if impl == TORCHMDNET:
-        model = build(TORCHMDNET, cfg)
-        model.load_state_dict(run["torchmdnet_state"])
+    if impl.startswith(TORCHMDNET):
+        model = build(impl, cfg, spec["config"])
+        model.load_state_dict(ref["torchmdnet_state"])
         return model
-    if impl == "molgnn-et" and "molgnn_state" in run:
+    if ref is not None:
         from molgnn.models import build_model
 
-        model = build_model(run["molgnn_config"])
-        model.load_state_dict(run["molgnn_state"])
+        model = build_model(ref["molgnn_config"])
+        model.load_state_dict(ref["molgnn_state"])
         return model
-    return build(impl, cfg)
+    return build(impl, cfg, spec["config"])
 
 
 def row_edges(model: torch.nn.Module, batches: list[Batch], mode: str) -> list[Tensor | None]:
@@ -230,7 +290,7 @@ def row_forward(
 
     def forward(i: int) -> Tensor:
         b = batches[i]
-        if impl == TORCHMDNET:
+        if impl.startswith(TORCHMDNET):
             return model_output(model(b.z, b.pos, b.batch))
         return model(b.z, b.pos, b.batch, edge_index=edges[i])
 
@@ -246,13 +306,14 @@ def check_outputs(
     """Compare the row's output on the first batch with torchmd-net's (in float32, before any
     training step changes the weights); all ``None`` without a reference."""
     out: dict[str, Any] = {"max_abs_diff": None, "tolerance": None, "outputs_match": None}
-    if "reference" not in run or spec["impl"] not in (TORCHMDNET, "molgnn-et"):
+    references = run.get("references", {})
+    if spec["family"] not in references:
         return out
     model.eval()
     with torch.no_grad():
         y = forward(0).float().cpu()
     model.train()
-    ref = run["reference"]
+    ref = references[spec["family"]]["reference"]
     tol = REL_TOL * max(1.0, float(ref.abs().max()))
     if y.shape != ref.shape:
         log(f"WARNING: {spec['label']} gives shape {list(y.shape)}, torchmd-net {list(ref.shape)}")
@@ -266,6 +327,36 @@ def check_outputs(
     return {"max_abs_diff": diff, "tolerance": tol, "outputs_match": bool(diff <= tol)}
 
 
+def count_gemm_flops(
+    model: torch.nn.Module, batches: list[Batch], forward: Callable[[int], Tensor], first: int
+) -> dict[str, float]:
+    """GEMM FLOPs per molecule of a training step (forward, MSE loss, backward) and of an
+    inference pass, on :data:`FLOP_BATCHES` batches from ``first`` (the first timed ones)."""
+    chosen = range(first, min(first + FLOP_BATCHES, len(batches)))
+    molecules = sum(batches[i].num_molecules for i in chosen)
+
+    def train() -> None:
+        for i in chosen:
+            loss = torch.nn.functional.mse_loss(forward(i).float(), batches[i].y)
+            loss.backward()
+
+    def infer() -> None:
+        with torch.no_grad():
+            for i in chosen:
+                forward(i)
+
+    model.train()
+    train_flops = gemm_flops(train)
+    model.zero_grad(set_to_none=True)
+    model.eval()
+    infer_flops = gemm_flops(infer)
+    model.train()
+    return {
+        "train_gemm_flops_per_mol": train_flops / molecules,
+        "infer_gemm_flops_per_mol": infer_flops / molecules,
+    }
+
+
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Measure one row; runs in its own process."""
     t_start = time.perf_counter()
@@ -275,12 +366,14 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     batches = [to_device(b, device) for b in run["batches"]]
     model = build_row_model(spec, run).to(device)
     edges = row_edges(model, batches, spec["edges"])
-    if spec["compiled"]:
-        # molgnn's models compile their hot path in place (the ET: the per-edge work of every
-        # layer); the radius graph and input checks stay eager.
-        model.compile()
     forward = row_forward(model, spec["impl"], batches, edges)
-    result = {**check_outputs(spec, run, model, forward), "malloc_tuned": tuned}
+    flops = count_gemm_flops(model, batches, forward, spec["warmup"])
+    if spec["compiled"]:
+        # molgnn's models compile their hot path in place (the ET and TensorNet: the per-edge
+        # work of every layer); the radius graph and input checks stay eager. torchmd-net's
+        # model is compiled whole (nn.Module.compile, in place).
+        model.compile()
+    result = {**check_outputs(spec, run, model, forward), **flops, "malloc_tuned": tuned}
     sync(device)
     result["mem_after_setup_mb"] = memory_mb(device)
     reset_peak_memory(device)
@@ -308,23 +401,43 @@ def worker_main(spec_json: str) -> None:
 # ----------------------------------------------------------------------------- driver
 
 
+def reference_specs(model: str, compile_tmdn: bool) -> Iterator[dict[str, Any]]:
+    """torchmd-net's rows for model family ``model`` (none for the pooled GNN)."""
+    impl = REFERENCES.get(model)
+    if impl is None:
+        return
+    row = {"impl": impl, "family": model, "backend": None, "edges": "step"}
+    yield {"label": impl, **row}
+    if model == "tensornet":
+        yield {"label": f"{impl}[plain]", **row, "plain": True}
+        if compile_tmdn:
+            yield {"label": f"{impl}[compiled]", **row, "compiled": True}
+
+
 def row_specs(
-    models: list[str], backends: list[str], edges: list[str], compile_: bool, compare: bool
+    models: list[str],
+    backends: list[str],
+    edges: list[str],
+    compile_: bool,
+    compare: bool,
+    compile_tmdn: bool = False,
 ) -> Iterator[dict[str, Any]]:
-    """The rows of one configuration: label, impl, scatter backend, edges mode (and compiled)."""
-    if compare:
-        yield {"label": TORCHMDNET, "impl": TORCHMDNET, "backend": None, "edges": "step"}
+    """The rows of one configuration: label, impl, model family, scatter backend, edges mode
+    (and compiled); torchmd-net's rows of a family come before molgnn's."""
     for model in models:
+        if compare:
+            yield from reference_specs(model, compile_tmdn)
         impl = f"molgnn-{model}"
         for backend in backends:
             for mode in edges:
-                yield {"label": f"{impl}[{backend},{mode}]", "impl": impl, "backend": backend,
-                       "edges": mode}  # fmt: skip
+                yield {"label": f"{impl}[{backend},{mode}]", "impl": impl, "family": model,
+                       "backend": backend, "edges": mode}  # fmt: skip
         if compile_:
             backend = "torch_scatter" if "torch_scatter" in backends else backends[0]
             for mode in edges:
                 yield {"label": f"{impl}[{backend},{mode},compiled]", "impl": impl,
-                       "backend": backend, "edges": mode, "compiled": True}  # fmt: skip
+                       "family": model, "backend": backend, "edges": mode,
+                       "compiled": True}  # fmt: skip
 
 
 def run_worker(spec: dict[str, Any], threads: int, timeout: float | None) -> dict[str, Any]:
@@ -361,9 +474,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog="\n".join((__doc__ or "").splitlines()[1:]),
     )
     p.add_argument("--configs", nargs="+", default=["small"], choices=list(CONFIGS))
-    p.add_argument("--models", nargs="+", default=["et"], choices=["et", "pooled"])
+    p.add_argument("--models", nargs="+", default=["et"], choices=["et", "tensornet", "pooled"])
     p.add_argument("--compare", action="store_true", help="also run torchmd-net 3.x (same weights)")
     p.add_argument("--compile", action="store_true", help="also run molgnn under torch.compile")
+    p.add_argument(
+        "--compile-torchmdnet",
+        action="store_true",
+        help="with --compare, also run torchmd-net's TensorNet under torch.compile",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="molecules per batch in every configuration (default: each configuration's own)",
+    )
     p.add_argument(
         "--backends",
         nargs="+",
@@ -413,10 +537,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--amp bf16 applies only on CUDA; on the CPU run without --amp")
     if args.steps < 1 or args.repeats < 1 or args.warmup < 0 or args.threads < 1:
         p.error("--steps, --repeats and --threads must be positive, --warmup non-negative")
+    if args.batch_size is not None and args.batch_size < 1:
+        p.error(f"--batch-size must be positive, got {args.batch_size}")
     from molgnn.data import qm9_root
 
     args.root = qm9_root(args.root)
     return args
+
+
+def batch_size(args: argparse.Namespace, name: str) -> int:
+    """Molecules per batch in configuration ``name``: ``--batch-size``, else its own."""
+    return args.batch_size if args.batch_size is not None else CONFIGS[name]["batch_size"]
 
 
 def gather_molecules(args: argparse.Namespace) -> dict[str, list[StoredBatch]]:
@@ -426,7 +557,7 @@ def gather_molecules(args: argparse.Namespace) -> dict[str, list[StoredBatch]]:
     molecules: dict[str, list[StoredBatch]] = {}
     ds = open_qm9(args.root) if args.molecules is None else None
     for name in args.configs:
-        size = CONFIGS[name]["batch_size"]
+        size = batch_size(args, name)
         if ds is None:
             try:
                 molecules[name] = load_molecules(args.molecules, name, size, count)
@@ -445,14 +576,28 @@ def write_row_inputs(
     ``--compare``, torchmd-net's weights and reference output."""
     files: dict[str, str] = {}
     for name in args.configs:
-        run: dict[str, Any] = {"batches": molecules[name]}
-        if args.compare:
-            log(f"building torchmd-net's {name} ET (seed {args.seed}) and its reference output")
+        run: dict[str, Any] = {"batches": molecules[name], "references": {}}
+        families = [m for m in args.models if m in REFERENCES] if args.compare else []
+        for family in families:
+            impl = REFERENCES[family]
+            log(f"building {impl}'s {name} model (seed {args.seed}) and its reference output")
             with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the table
-                run.update(reference(CONFIGS[name], args.seed, molecules[name][0]))
+                run["references"][family] = reference(
+                    impl, CONFIGS[name], name, args.seed, molecules[name][0]
+                )
         files[name] = str(folder / f"{name}.pt")
         torch.save(run, files[name])
     return files
+
+
+def bound_ratios(row: dict[str, Any], rate: float) -> None:
+    """Add the arithmetic bound (molecules/s at ``rate`` GEMM FLOP/s) and measured / bound."""
+    for phase in ("train", "infer"):
+        flops = row.get(f"{phase}_gemm_flops_per_mol")
+        bound = rate / flops if flops else None
+        row[f"{phase}_gemm_bound_mol_per_s"] = bound
+        measured = row.get(f"{phase}_mol_per_s")
+        row[f"{phase}_x_bound"] = measured / bound if bound and measured is not None else None
 
 
 def log_row(where: str, row: dict[str, Any]) -> None:
@@ -469,17 +614,20 @@ def log_row(where: str, row: dict[str, Any]) -> None:
 
 
 def run_rows(
-    args: argparse.Namespace, data_files: dict[str, str], folder: Path
+    args: argparse.Namespace, data_files: dict[str, str], folder: Path, rate: float
 ) -> list[dict[str, Any]]:
     """Every row of every configuration, each in its own worker process."""
     plan = [
         (name, spec)
         for name in args.configs
-        for spec in row_specs(args.models, args.backends, args.edges, args.compile, args.compare)
-    ]
+        for spec in row_specs(
+            args.models, args.backends, args.edges, args.compile, args.compare,
+            args.compile_torchmdnet,
+        )
+    ]  # fmt: skip
     settings = {key: getattr(args, key) for key in SETTINGS}
     rows: list[dict[str, Any]] = []
-    base: dict[str, dict[str, Any]] = {}
+    base: dict[tuple[str, str], dict[str, Any]] = {}
     for k, (name, spec) in enumerate(plan, 1):
         where = f"[{k}/{len(plan)}] {name} {spec['label']}"
         log(where)
@@ -496,16 +644,19 @@ def run_rows(
         row = {
             "config": name,
             "impl": spec["label"],
-            "model": "et" if spec["impl"] != "molgnn-pooled" else "pooled",
+            "model": spec["family"],
             "backend": spec["backend"],
             "edges": spec["edges"],
             "compiled": worker_spec["compiled"],
             **run_worker(worker_spec, args.threads, args.row_timeout),
         }
-        if spec["label"] == TORCHMDNET:
-            base[name] = row
-        row["train_x_torchmdnet"] = ratio(row, base.get(name), "train_mol_per_s")
-        row["infer_x_torchmdnet"] = ratio(row, base.get(name), "infer_mol_per_s")
+        if spec["label"] == REFERENCES.get(spec["family"]):
+            base[name, spec["family"]] = row
+        reference_row = base.get((name, spec["family"]))
+        row["train_x_torchmdnet"] = ratio(row, reference_row, "train_mol_per_s")
+        row["infer_x_torchmdnet"] = ratio(row, reference_row, "infer_mol_per_s")
+        if "error" not in row:
+            bound_ratios(row, rate)
         rows.append(row)
         log_row(where, row)
     return rows
@@ -526,6 +677,8 @@ def print_rows(rows: list[dict[str, Any]], cuda: bool) -> None:
             Column("infer_mol_per_s", "infer mol/s", ".1f"),
             Column("train_x_torchmdnet", "train x tmdn", ".2f"),
             Column("infer_x_torchmdnet", "infer x tmdn", ".2f"),
+            Column("train_x_bound", "train x bound", ".3f"),
+            Column("infer_x_bound", "infer x bound", ".3f"),
             Column("peak_mem_mb", "peak MB" if cuda else "peak RSS MB", ".0f"),
             Column("diff", "max_abs_diff"),
         ],
@@ -540,7 +693,7 @@ def print_rows(rows: list[dict[str, Any]], cuda: bool) -> None:
 
 
 def result_meta(
-    args: argparse.Namespace, meta: dict[str, Any], rows: list[dict[str, Any]]
+    args: argparse.Namespace, meta: dict[str, Any], rows: list[dict[str, Any]], rate: float
 ) -> dict[str, Any]:
     """The result's ``meta``: the machine (probed at the start), the settings, the rows'
     device."""
@@ -558,7 +711,15 @@ def result_meta(
         "max_num_neighbors": MAX_NUM_NEIGHBORS,
         "rel_tol": REL_TOL,
         "memory": memory_note(args.device) + ", each row in its own worker process",
-        "configs": {n: CONFIGS[n] for n in args.configs},
+        "configs": {n: {**CONFIGS[n], "batch_size": batch_size(args, n)} for n in args.configs},
+        "models": args.models,
+        "tensornet_sizes": (
+            {n: tensornet_sizes(n) for n in args.configs} if "tensornet" in args.models else None
+        ),
+        "gemm_flop_per_s": rate,
+        "gemm_bound": "float32 [1024, 1024] @ [1024, 1024] on the device with the run's threads, "
+        f"best of 5; GEMM FLOPs per molecule counted on {FLOP_BATCHES} timed batches "
+        "(FlopCounterMode: mm, addmm, bmm, baddbmm)",
     }
 
 
@@ -574,11 +735,13 @@ def main(argv: list[str] | None = None) -> None:
         save_molecules(args.save_molecules, molecules, args.seed)
         log(f"wrote {args.save_molecules} ({args.save_molecules.stat().st_size / 2**20:.1f} MB)")
         return
+    rate = gemm_rate(args.device)
+    log(f"GEMM rate: {rate / 1e9:.1f} GFLOP/s (float32, {args.threads} threads)")
     with tempfile.TemporaryDirectory(prefix="et_throughput_") as tmp:
         data_files = write_row_inputs(args, molecules, Path(tmp))
-        rows = run_rows(args, data_files, Path(tmp))
+        rows = run_rows(args, data_files, Path(tmp), rate)
     print_rows(rows, torch.device(args.device).type == "cuda")
-    write_result(args.out, "et_throughput", result_meta(args, meta, rows), rows=rows)
+    write_result(args.out, "et_throughput", result_meta(args, meta, rows, rate), rows=rows)
     print(f"\nwrote {args.out}")
 
 

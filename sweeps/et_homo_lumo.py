@@ -14,6 +14,12 @@ A cluster that uses Ray's token authentication (``ray start --head`` on a machin
 token) is joined with the head's token, found in ``RAY_AUTH_TOKEN``, the file
 ``RAY_AUTH_TOKEN_PATH`` names, or ``~/.ray/auth_token``; see the Sweeps guide.
 
+``--mlflow`` tracks the sweep on MLflow (a parent run, one nested run per trial, the best one
+marked; ``--registered-model NAME`` registers the best model), see the Experiment tracking
+guide::
+
+    python sweeps/et_homo_lumo.py --mlflow --registered-model qm9-gap-et
+
 At the end it prints the trial table, re-evaluates the best trial on the test split and writes
 ``<storage>/<name>/best.ckpt`` (open it with ``molgnn.load``), ``best_config.yaml`` and the
 Optuna plots.

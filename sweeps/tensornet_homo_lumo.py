@@ -5,8 +5,8 @@ The search space covers TensorNet's width, depth, radial basis and cutoff, and t
 learning rate, warm-up, batch size and weight decay (``molgnn.tune.TENSORNET_SEARCH_SPACE``).
 With no arguments it runs the embedded ``laptop`` profile (about five minutes on two CPU
 cores); ``--smoke`` is the CI check; ``--profile gpu`` starts from the paper's QM9 model
-(``tensornet-qm9``). See ``sweeps/et_homo_lumo.py`` for GPU and cluster examples: the options
-are the same.
+(``tensornet-qm9``). See ``sweeps/et_homo_lumo.py`` for GPU, cluster and MLflow tracking
+(``--mlflow``) examples: the options are the same.
 """
 
 from __future__ import annotations

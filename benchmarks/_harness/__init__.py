@@ -9,12 +9,14 @@ measured, recorded and printed the same way.
 * :mod:`.machine`: what the machine is and how loaded it was (:func:`machine_meta`), memory;
 * :mod:`.results`: the result file (:func:`write_result`, :func:`read_result`);
 * :mod:`.table`: the printed table and progress lines;
-* :mod:`.models`: torchmd-net's ET, for the comparisons.
+* :mod:`.models`: torchmd-net's ET and TensorNet, for the comparisons;
+* :mod:`.flops`: the GEMM FLOPs of a step and the machine's GEMM rate, for the arithmetic bound.
 
 The scripts run as ``python benchmarks/<name>.py``, which puts ``benchmarks/`` on ``sys.path``,
 and import this package as ``_harness``.
 """
 
+from .flops import GEMM_OPS, gemm_flops, gemm_rate
 from .machine import (
     cpu_model,
     load,
@@ -27,7 +29,17 @@ from .machine import (
     reset_peak_memory,
     rss_mb,
 )
-from .models import CUTOFF, MAX_NUM_NEIGHBORS, count_parameters, torchmdnet_et, torchmdnet_et_args
+from .models import (
+    CUTOFF,
+    MAX_NUM_NEIGHBORS,
+    TORCHMDNET_PLAIN_OPS,
+    count_parameters,
+    torchmdnet_et,
+    torchmdnet_et_args,
+    torchmdnet_tensornet,
+    torchmdnet_tensornet_args,
+    use_torchmdnet_plain_tensornet,
+)
 from .molecules import (
     MOLECULES_FORMAT,
     Batch,
@@ -56,11 +68,13 @@ from .timing import (
 
 __all__ = [
     "CUTOFF",
+    "GEMM_OPS",
     "LR",
     "MAX_NUM_NEIGHBORS",
     "MOLECULES_FORMAT",
     "RESULTS_DIR",
     "RESULT_FORMAT",
+    "TORCHMDNET_PLAIN_OPS",
     "Batch",
     "Column",
     "StoredBatch",
@@ -73,6 +87,8 @@ __all__ = [
     "format_cell",
     "format_table",
     "fused_adamw_supported",
+    "gemm_flops",
+    "gemm_rate",
     "load",
     "load_molecules",
     "log",
@@ -97,6 +113,9 @@ __all__ = [
     "to_device",
     "torchmdnet_et",
     "torchmdnet_et_args",
+    "torchmdnet_tensornet",
+    "torchmdnet_tensornet_args",
+    "use_torchmdnet_plain_tensornet",
     "write_json",
     "write_result",
 ]

@@ -54,6 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as err:  # the user's input or files: one line, no traceback
         print(f"molgnn {args.command}: error: {err}", file=sys.stderr)
         return 1
+    except RuntimeError as err:
+        # molgnn's own run errors (a diverged training, ...) name the problem and the fix; a
+        # RuntimeError from anywhere else is a bug, whose traceback is wanted.
+        if not type(err).__module__.startswith("molgnn."):
+            raise
+        print(f"molgnn {args.command}: error: {err}", file=sys.stderr)
+        return 1
     except ImportError as err:  # an optional extra that is not installed
         print(
             f"molgnn {args.command}: error: {err}; install the extra it needs "

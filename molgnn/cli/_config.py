@@ -27,7 +27,13 @@ from typing import Any
 
 from molgnn.config import Config, read_yaml
 
-__all__ = ["add_config_arguments", "config_from_args", "field_names"]
+__all__ = [
+    "add_config_arguments",
+    "add_mlflow_arguments",
+    "config_from_args",
+    "field_names",
+    "mlflow_uri",
+]
 
 _ALL_SUBSET = "all"
 
@@ -200,3 +206,49 @@ def field_names(config: Config, prefix: str = "") -> list[str]:
         else:
             names.append(prefix + f.name)
     return names
+
+
+def add_mlflow_arguments(parser: argparse.ArgumentParser, experiment: str = "molgnn") -> None:
+    """Add ``--mlflow [URI]`` and ``--mlflow-experiment NAME`` (experiment tracking), whose
+    default is ``experiment``.
+
+    Read them back with ``mlflow_uri``.
+    """
+    parser.add_argument(
+        "--mlflow",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="URI",
+        help="track the run on MLflow at URI (a server's http://..., or sqlite:///FILE.db); "
+        "with no URI: $MLFLOW_TRACKING_URI if set, else an SQLite store mlflow.db beside the "
+        "output (in OUT_DIR for train, the store for online, STORAGE_PATH/NAME for sweeps). "
+        "Without --mlflow the run is tracked only when $MLFLOW_TRACKING_URI is set. Needs "
+        "pip install 'molgnn[track]'",
+    )
+    parser.add_argument(
+        "--mlflow-experiment",
+        default=experiment,
+        metavar="NAME",
+        help=f"the MLflow experiment of the run, created if needed (default: {experiment})",
+    )
+
+
+def mlflow_uri(args: argparse.Namespace, out_dir: str | Path) -> str | None:
+    """The tracking URI that ``--mlflow`` and ``$MLFLOW_TRACKING_URI`` ask for, or ``None``.
+
+    ``--mlflow URI`` gives URI; ``--mlflow`` alone gives ``$MLFLOW_TRACKING_URI`` or the
+    embedded store ``sqlite:///<out_dir>/mlflow.db`` (see
+    [`tracking_uri`][molgnn.tracking.tracking_uri]); no ``--mlflow`` gives
+    ``$MLFLOW_TRACKING_URI`` if set, else ``None`` (nothing is tracked).
+    """
+    import os
+
+    from molgnn.tracking import tracking_uri
+
+    flag = getattr(args, "mlflow", None)
+    if flag is None:
+        return os.environ.get("MLFLOW_TRACKING_URI") or None
+    if not flag and not os.environ.get("MLFLOW_TRACKING_URI"):
+        Path(out_dir).mkdir(parents=True, exist_ok=True)  # the embedded store's folder
+    return tracking_uri(flag or None, out_dir)

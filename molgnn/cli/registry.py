@@ -1,8 +1,13 @@
 """``molgnn registry``: read an online store's model registry and data versions.
 
 Actions: ``list`` (all models), ``show ID``, ``best`` (lowest validation MAE),
-``lineage ID`` (the model and its warm-start ancestors, newest first), ``versions``,
-``manifest VERSION`` (the manifest whose SHA-256 is the version id), ``verify``
+``lineage ID`` (the model and its warm-start ancestors, newest first), ``versions`` (with the
+strategy that chose each version's molecules), ``acquisitions`` (per data version: the
+strategy, the model that scored the candidates, how many were offered and chosen, the chosen
+molecules' scores, min/mean/max, and the targeted search's count of top molecules found),
+``acquisitions VERSION`` (every candidate that version's round offered, with its score, best
+first, and whether it was chosen), ``manifest VERSION`` (the manifest whose SHA-256 is the
+version id), ``verify``
 (consistency check, unregistered checkpoints included; exit code 1 on problems) and ``repair``
 (rebuild a damaged registry from the store's backup and the checkpoints' own records; nothing
 is deleted). ``--json`` prints one JSON object per line. Every action but ``repair`` opens the
@@ -18,7 +23,17 @@ from typing import Any
 
 __all__ = ["add_parser", "run"]
 
-_ACTIONS = ("list", "show", "best", "lineage", "versions", "manifest", "verify", "repair")
+_ACTIONS = (
+    "list",
+    "show",
+    "best",
+    "lineage",
+    "versions",
+    "acquisitions",
+    "manifest",
+    "verify",
+    "repair",
+)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -29,7 +44,12 @@ def add_parser(subparsers: Any) -> None:
         description=__doc__,
     )
     p.add_argument("action", choices=_ACTIONS)
-    p.add_argument("ref", nargs="?", help="model id (show, lineage) or data version (manifest)")
+    p.add_argument(
+        "ref",
+        nargs="?",
+        help="model id (show, lineage) or data version, an id or a unique prefix (manifest, "
+        "acquisitions)",
+    )
     p.add_argument("--store", required=True, help="the store folder of `molgnn online`")
     p.add_argument("--json", action="store_true", help="machine-readable: one object per line")
     p.set_defaults(func=run)
@@ -101,13 +121,21 @@ def _run(store: Any, args: argparse.Namespace) -> int:
     versions = store.versions()
     sizes = {v.id: v.size for v in versions}
     if args.action == "versions":
+        how = {r.version: r.strategy for r in store.acquisitions()}
         for v in versions:
             if args.json:
-                print(json.dumps(v.__dict__))
+                print(json.dumps({**v.__dict__, "strategy": how.get(v.id)}))
             else:
                 parent = v.parent[:12] if v.parent else "-"
-                print(f"{v.seq:>4}  {v.id[:12]}  parent {parent:>12}  {v.size:>7} molecules")
+                print(
+                    f"{v.seq:>4}  {v.id[:12]}  parent {parent:>12}  {v.size:>7} molecules  "
+                    f"{how.get(v.id, '-')}"
+                )
         return 0
+    if args.action == "acquisitions":
+        if args.ref is not None:
+            return _candidates(store, args.ref, args.json)
+        return _acquisitions(store, versions, args.json)
     if args.action == "manifest":
         if args.ref is None:
             raise ValueError("registry manifest needs a data version id (a unique prefix will do)")
@@ -154,4 +182,92 @@ def _run(store: Any, args: argparse.Namespace) -> int:
     )
     for m in models:
         print(_row(m, sizes))
+    return 0
+
+
+def _score_summary(record: Any) -> dict[str, Any]:
+    """The chosen molecules' scores: count, min, mean, max (`None` without scores)."""
+    scores = [record.scores[m] for m in record.chosen if m in record.scores]
+    return {
+        "scored": len(scores),
+        "score_min": min(scores) if scores else None,
+        "score_mean": sum(scores) / len(scores) if scores else None,
+        "score_max": max(scores) if scores else None,
+    }
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _acquisitions(store: Any, versions: list[Any], as_json: bool) -> int:
+    """One line per data version: how its molecules were chosen."""
+    records = {r.version: r for r in store.acquisitions()}
+    if not as_json:
+        print(
+            f"{'seq':>4}  {'data version':12}  {'size':>7}  {'strategy':<22}  {'model':>5}  "
+            f"{'offered':>7}  {'chosen':>6}  {'score min':>10}  {'mean':>10}  {'max':>10}  top found"
+        )
+    for v in versions:
+        record = records.get(v.id)
+        if record is None:  # made before the store recorded acquisitions
+            row: dict[str, Any] = {"version": v.id, "seq": v.seq, "size": v.size, "strategy": None}
+        else:
+            row = {
+                "version": v.id,
+                "seq": v.seq,
+                "size": v.size,
+                "strategy": record.strategy,
+                "model": record.model,
+                "offered": record.offered,
+                "chosen": len(record.chosen),
+                **_score_summary(record),
+                "details": record.details,
+            }
+        if as_json:
+            print(json.dumps(row))
+            continue
+        if record is None:
+            print(f"{v.seq:>4}  {v.id[:12]}  {v.size:>7}  {'(not recorded)':<22}")
+            continue
+        search = record.details.get("search")
+        found = f"{search['found']} of {search['top']}" if search else "-"
+        model = str(record.model) if record.model is not None else "-"
+        print(
+            f"{v.seq:>4}  {v.id[:12]}  {v.size:>7}  {record.strategy:<22}  {model:>5}  "
+            f"{record.offered:>7}  {len(record.chosen):>6}  {_number(row['score_min']):>10}  "
+            f"{_number(row['score_mean']):>10}  {_number(row['score_max']):>10}  {found}"
+        )
+    return 0
+
+
+def _candidates(store: Any, ref: str, as_json: bool) -> int:
+    """Every candidate of one version's round, best score first, and whether it was chosen."""
+    version = store.get_version(ref)
+    record = store.acquisition(version.id)
+    if record is None:
+        raise ValueError(
+            f"data version {version.id[:12]} has no acquisition record (it was made before the "
+            "store recorded them)"
+        )
+    chosen = set(record.chosen)
+    if record.scores:
+        ranked = sorted(record.scores.items(), key=lambda item: (-item[1], item[0]))
+        rows = [(mol, score, mol in chosen) for mol, score in ranked]
+    else:  # the first version, or a streamed chunk: nothing was scored
+        rows = [(mol, None, True) for mol in record.chosen]
+    if as_json:
+        for rank, (mol, score, was_chosen) in enumerate(rows, start=1):
+            print(json.dumps({"rank": rank, "mol_id": mol, "score": score, "chosen": was_chosen}))
+        return 0
+    model = f", scored by model {record.model}" if record.model is not None else ""
+    print(
+        f"data version {version.id[:12]} (seq {version.seq}, {version.size} molecules): "
+        f"{record.strategy}{model}; {len(record.chosen)} of {record.offered} candidates chosen"
+    )
+    if record.details:
+        print(f"details: {json.dumps(record.details)}")
+    print(f"{'rank':>5}  {'molecule':<24}  {'score':>12}  chosen")
+    for rank, (mol, score, was_chosen) in enumerate(rows, start=1):
+        print(f"{rank:>5}  {mol:<24}  {_number(score):>12}  {'yes' if was_chosen else ''}")
     return 0

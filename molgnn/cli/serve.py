@@ -1,4 +1,10 @@
-"""``molgnn serve CKPT``: an HTTP prediction service (extra ``serve``)."""
+"""``molgnn serve CKPT``: an HTTP prediction service (extra ``serve``).
+
+``CKPT`` is whatever [`molgnn.load`][molgnn.inference.load] takes (a checkpoint file, or a
+registry URI such as ``models:/name@alias``), passed through unchanged. Uncertainty as for
+``molgnn predict``: ``--member CKPT`` (repeatable) serves the deep ensemble of ``CKPT`` and the
+members, ``--mc-dropout N`` a model with dropout; each record then carries ``std``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,8 @@ import socket
 import sys
 from typing import Any
 
+from molgnn.cli.predict import _samples
+
 __all__ = ["add_parser"]
 
 
@@ -18,10 +26,29 @@ def add_parser(subparsers: Any) -> None:
         "serve",
         help="serve predictions over HTTP",
         description="POST /predict with {'xyz': ...}, {'smiles': ...} or {'molecules': [...]}; "
-        "GET /health and /model. Parsing, SMILES embedding and inference run in worker "
-        "processes with a time limit per request. Needs: pip install 'molgnn[serve]'.",
+        "GET /health, /model, /metrics (Prometheus) and /openapi.json (the schema; /docs shows "
+        "it). Parsing, SMILES embedding and inference run in worker processes with a time limit "
+        "per request. Needs: pip install 'molgnn[serve]'.",
     )
-    p.add_argument("checkpoint", help="a molgnn checkpoint (.ckpt)")
+    p.add_argument(
+        "checkpoint",
+        help="a molgnn checkpoint (.ckpt), or anything molgnn.load takes (e.g. models:/name@alias)",
+    )
+    p.add_argument(
+        "--member",
+        action="append",
+        default=[],
+        metavar="CKPT",
+        help="another checkpoint of a deep ensemble (repeatable): CHECKPOINT and every --member "
+        "are served together, with their mean and standard deviation ('std')",
+    )
+    p.add_argument(
+        "--mc-dropout",
+        type=_samples,
+        metavar="N",
+        help="MC dropout: serve the mean and standard deviation ('std') of N forward passes with "
+        "dropout on (a model trained with dropout)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument(
         "--port", type=int, default=8000, help="TCP port, 0 for any free one (default: 8000)"
@@ -60,6 +87,11 @@ def add_parser(subparsers: Any) -> None:
         help="worker processes, i.e. requests computed at once (default: 2)",
     )
     p.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads per worker (default: the CPUs divided by --workers, at least 1)",
+    )
+    p.add_argument(
         "--shutdown-timeout",
         type=float,
         default=3.0,
@@ -71,9 +103,16 @@ def add_parser(subparsers: Any) -> None:
 def _check_args(args: argparse.Namespace) -> None:
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be between 0 and 65535, got {args.port}")
-    for flag in ("max_request_bytes", "max_molecules", "max_atoms", "max_smiles_length", "workers"):
+    for flag in (
+        "max_request_bytes",
+        "max_molecules",
+        "max_atoms",
+        "max_smiles_length",
+        "workers",
+        "threads",
+    ):
         value = getattr(args, flag)
-        if value < 1:
+        if value is not None and value < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
     if not (math.isfinite(args.request_timeout) and args.request_timeout > 0):
         raise ValueError(
@@ -82,6 +121,10 @@ def _check_args(args: argparse.Namespace) -> None:
     if not (math.isfinite(args.shutdown_timeout) and args.shutdown_timeout >= 0):
         raise ValueError(
             f"--shutdown-timeout must be zero or more seconds, got {args.shutdown_timeout}"
+        )
+    if args.mc_dropout is not None and args.member:
+        raise ValueError(
+            "--mc-dropout is for a single model; an ensemble (--member) has its own std"
         )
 
 
@@ -104,12 +147,18 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _load(path: str) -> Any:
+def _load(path: str, members: list[str]) -> Any:
+    """The model to serve: ``molgnn.load(path)``, or the ensemble of ``path`` and ``members``
+    (as ``molgnn predict --member`` builds it)."""
     from molgnn.inference import load
 
     try:
+        if members:
+            from molgnn.uncertainty import Ensemble
+
+            return Ensemble.from_checkpoints([path, *members])
         return load(path)
-    except (ValueError, FileNotFoundError):
+    except (ValueError, FileNotFoundError, ImportError):  # already one line naming the problem
         raise
     except IsADirectoryError:
         raise ValueError(f"{path} is a directory, not a checkpoint file") from None
@@ -158,21 +207,28 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             app = create_app(
-                _load(args.checkpoint),
+                _load(args.checkpoint, args.member),
                 max_request_bytes=args.max_request_bytes,
                 max_molecules=args.max_molecules,
                 max_atoms=args.max_atoms,
                 max_smiles_length=args.max_smiles_length,
                 request_timeout=args.request_timeout,
                 workers=args.workers,
+                mc_dropout_samples=args.mc_dropout,
+                threads_per_worker=args.threads,
             )
         except RuntimeError as err:
             raise ValueError(str(err)) from None
         sock.listen(2048)  # connections wait in the backlog until uvicorn accepts them
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
+        served = args.checkpoint
+        if args.member:
+            served = f"an ensemble of {1 + len(args.member)} ({args.checkpoint}, ...)"
+        elif args.mc_dropout is not None:
+            served += f" with MC dropout ({args.mc_dropout} passes)"
         print(
-            f"molgnn serve: serving {args.checkpoint} on http://{shown}:{port} "
+            f"molgnn serve: serving {served} on http://{shown}:{port} "
             f"({args.workers} worker(s), {args.request_timeout:g} s per request)",
             file=sys.stderr,
             flush=True,

@@ -41,12 +41,13 @@ def _defaults() -> Any:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the sweep options to a parser: ``--config``, ``--set``, the field flags, and
-    ``--profile``, ``--smoke``, ``--space``, ``--paper-first`` and ``--resume``.
+    ``--profile``, ``--smoke``, ``--space``, ``--paper-first``, ``--resume``, ``--mlflow
+    [URI]``, ``--mlflow-experiment`` and ``--registered-model``.
 
     Args:
         parser: The parser to extend.
     """
-    from molgnn.cli._config import add_config_arguments
+    from molgnn.cli._config import add_config_arguments, add_mlflow_arguments
 
     parser.add_argument(
         "--profile",
@@ -67,6 +68,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--resume", action="store_true", help="resume a killed sweep without rerunning trials"
+    )
+    add_mlflow_arguments(parser)
+    parser.add_argument(
+        "--registered-model",
+        metavar="NAME",
+        help="register the best trial's model as a new version of this MLflow registered "
+        "model (needs --mlflow or $MLFLOW_TRACKING_URI); the 'champion' alias moves to it "
+        "when its test MAE beats the champion's on the same test molecules",
     )
 
 
@@ -122,7 +131,31 @@ def config_from_args(args: argparse.Namespace, kind: str | None = None) -> Sweep
         changes["points_to_evaluate"] = (ET_PAPER_CONFIG, *config.points_to_evaluate)
     if args.resume:
         changes["resume"] = True
+    changes.update(_tracking_changes(args, config))
     return config.replace(**changes) if changes else config
+
+
+def _tracking_changes(args: argparse.Namespace, config: SweepConfig) -> dict[str, Any]:
+    """``mlflow_uri``, ``mlflow_experiment`` and ``registered_model`` from the options."""
+    import os
+
+    from molgnn.cli._config import mlflow_uri
+    from molgnn.tune.config import _is_uri
+
+    flag = getattr(args, "mlflow", None)
+    changes: dict[str, Any] = {}
+    if getattr(args, "registered_model", None):
+        changes["registered_model"] = args.registered_model
+    if flag == "" and not os.environ.get("MLFLOW_TRACKING_URI") and _is_uri(config.storage_path):
+        raise ValueError(
+            f"--mlflow without a URI keeps an SQLite store beside the sweep, which needs a local "
+            f"--storage-path, not {config.storage_path}; give --mlflow URI (a tracking server)"
+        )
+    uri = mlflow_uri(args, config.experiment_path)
+    if uri is not None:
+        changes["mlflow_uri"] = uri
+        changes["mlflow_experiment"] = getattr(args, "mlflow_experiment", "molgnn")
+    return changes
 
 
 def run(args: argparse.Namespace, kind: str | None = None, *, prog: str = "molgnn tune") -> int:

@@ -47,7 +47,12 @@ def _exit_with_server(lifeline: Any) -> None:
 
 
 def _worker_main(
-    conn: Any, lifeline: Any, model_bytes: bytes, limits: Limits, threads: int
+    conn: Any,
+    lifeline: Any,
+    model_bytes: bytes,
+    limits: Limits,
+    threads: int,
+    mc_dropout_samples: int | None = None,
 ) -> None:
     """A worker process: load the model, then answer requests from ``conn`` until it closes."""
     # The server stops its workers itself (SIGKILL), after answering their requests: a SIGTERM
@@ -76,7 +81,7 @@ def _worker_main(
         except (EOFError, OSError):
             return
         try:
-            reply = run_request(model, items, limits)
+            reply = run_request(model, items, limits, mc_dropout_samples)
         except Exception as err:
             traceback.print_exc()
             reply = ("internal", f"{type(err).__name__}: {err}")
@@ -161,13 +166,25 @@ async def _receive(conn: Any, timeout: float) -> Any:
 
 
 class WorkerPool:
-    """Worker processes holding the model; a worker past its time limit is killed and replaced."""
+    """Worker processes holding the model; a worker past its time limit is killed and replaced.
 
-    def __init__(self, model_bytes: bytes, limits: Limits, size: int) -> None:
+    ``busy`` is the number of workers computing a request now.
+    """
+
+    def __init__(
+        self,
+        model_bytes: bytes,
+        limits: Limits,
+        size: int,
+        mc_dropout_samples: int | None = None,
+        threads: int | None = None,
+    ) -> None:
         self.size = size
+        self.busy = 0
         self._ctx = _context()
-        threads = max(1, (os.cpu_count() or 1) // size)
-        self._args = (model_bytes, limits, threads)
+        if threads is None:
+            threads = max(1, (os.cpu_count() or 1) // size)
+        self._args = (model_bytes, limits, threads, mc_dropout_samples)
         self._workers: set[_Worker] = set()
         self._idle: asyncio.Queue[_Worker | None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -218,6 +235,7 @@ class WorkerPool:
         if worker is None:  # close() wakes the waiting requests with None
             idle.put_nowait(None)
             raise ShuttingDown
+        self.busy += 1
         try:
             worker.conn.send(items)
             reply = await _receive(worker.conn, timeout)
@@ -232,6 +250,8 @@ class WorkerPool:
         except BaseException:  # cancelled (shutdown, disconnect): its reply would come too late
             self._replace(worker)
             raise
+        finally:
+            self.busy -= 1
         if not self._closed:
             idle.put_nowait(worker)
         return reply

@@ -20,11 +20,14 @@ from molgnn.inference._requests import Limits
 from molgnn.inference.molecules import molecule_from_smiles
 from molgnn.inference.prediction import predict
 
-__all__ = ["INPUT", "INTERNAL", "NONFINITE", "STATUS", "UNSUPPORTED", "run_request"]
+__all__ = ["BATCH_ATOMS", "INPUT", "INTERNAL", "NONFINITE", "STATUS", "UNSUPPORTED", "run_request"]
 
 # How a molecule failed, and the HTTP status a single-molecule request gets for it.
 INPUT, UNSUPPORTED, INTERNAL, NONFINITE = "input", "unsupported", "internal", "nonfinite"
 STATUS = {INPUT: 422, UNSUPPORTED: 501, INTERNAL: 500}
+#: Most atoms in one forward pass: a request's molecules are predicted together up to this many
+#: atoms (about 2,000 QM9 molecules), which bounds a worker's memory.
+BATCH_ATOMS = 40_000
 
 
 def _xyz_molecules(text: str, label: str) -> list[Data]:
@@ -110,12 +113,31 @@ def _error_record(index: int, err: BaseException) -> tuple[dict[str, Any], str]:
     }, INTERNAL
 
 
-def run_request(model: nn.Module, items: list[tuple[int, dict[str, Any]]], limits: Limits) -> Any:
+def _batch_size(atoms: list[int]) -> int:
+    """Molecules per forward pass: all of them, unless they hold over ``BATCH_ATOMS`` atoms."""
+    total = sum(atoms)
+    if total <= BATCH_ATOMS:
+        return max(1, len(atoms))
+    return max(1, BATCH_ATOMS * len(atoms) // total)
+
+
+def run_request(
+    model: nn.Module,
+    items: list[tuple[int, dict[str, Any]]],
+    limits: Limits,
+    mc_dropout_samples: int | None = None,
+) -> Any:
     """Parse, embed and predict the molecules of one request (in a worker process).
+
+    All molecules go through one [`predict`][molgnn.inference.predict] call, in one forward
+    pass up to ``BATCH_ATOMS`` atoms (an [`Ensemble`][molgnn.uncertainty.Ensemble] or
+    ``mc_dropout_samples`` adds ``std`` to each record); only when it fails are they predicted
+    one by one, so each gets its own error.
 
     Returns ``("ok", [(record, failure kind or None), ...], warnings)`` or
     ``("refused", status, message)`` for a request over a limit.
     """
+    options: dict[str, Any] = {"mc_dropout_samples": mc_dropout_samples}
     outcomes: list[tuple[dict[str, Any], str | None]] = []
     todo: list[tuple[int, Any]] = []
     for index, item in items:
@@ -133,13 +155,18 @@ def run_request(model: nn.Module, items: list[tuple[int, dict[str, Any]]], limit
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:  # one batched pass when every molecule is fine ...
-            records = predict(model, [mol for _, mol in todo]).to_records() if todo else []
+            mols = [mol for _, mol in todo]
+            batch_size = _batch_size([int(mol.z.numel()) for mol in mols])
+            records = (
+                predict(model, mols, batch_size=batch_size, **options).to_records() if todo else []
+            )
             done = [_finish(r, i, m) for r, (i, m) in zip(records, todo, strict=True)]
         except Exception:  # ... else one molecule at a time, so each gets its own error
             done = []
             for index, mol in todo:
                 try:
-                    done.append(_finish(predict(model, mol).to_records()[0], index, mol))
+                    record = predict(model, mol, **options).to_records()[0]
+                    done.append(_finish(record, index, mol))
                 except Exception as err:
                     done.append(_error_record(index, err))
     outcomes.extend(done)

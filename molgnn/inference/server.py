@@ -4,10 +4,17 @@ Endpoints:
 
 - ``GET /health``: ``{"status": "ok"}``, answered by the event loop alone, so it stays fast while
   predictions run.
-- ``GET /model``: the model's targets, units, elements, metrics, versions and the server's limits.
+- ``GET /model``: the model's targets, units, elements, metrics, versions, the server's limits
+  and the uncertainty it serves (``null``, or an ensemble's or MC dropout's).
 - ``POST /predict``: a JSON body ``{"xyz": "<XYZ text>"}`` or ``{"smiles": "..."}`` (either with an
   optional ``"name"``), or ``{"molecules": [...]}`` of those. Each molecule gets either its values
-  or its own ``"error"``, so one bad molecule does not fail a batch.
+  or its own ``"error"``, so one bad molecule does not fail a batch. The molecules of a request are
+  predicted together, in one forward pass (up to 40,000 atoms). With uncertainty, each record has ``"std"`` beside the
+  values.
+- ``GET /metrics``: request counts by endpoint and status code, latency histograms, molecules
+  predicted and busy workers, in Prometheus's text format.
+- ``GET /openapi.json`` and ``GET /docs``: the OpenAPI schema of these endpoints, with the
+  request and response bodies, and its interactive page.
 
 Parsing molecules, embedding SMILES and running the model happen in worker processes, never on
 the event loop, and each request has a time limit: a request over it gets HTTP 503 and its worker
@@ -37,10 +44,23 @@ from molgnn.inference.checks import model_elements
 
 try:
     from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
+    from fastapi.openapi.utils import get_openapi
+    from fastapi.responses import JSONResponse, Response
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from molgnn.inference._metrics import CONTENT_TYPE_LATEST, MetricsMiddleware, ServerMetrics
+    from molgnn.inference._schema import (
+        ErrorBody,
+        Health,
+        ServedModel,
+        predict_request_schema,
+        predict_response_model,
+        result_model,
+    )
 except ImportError as err:  # pragma: no cover - exercised only without the extra
     raise ImportError(
-        "molgnn.inference.server needs FastAPI and uvicorn: pip install 'molgnn[serve]'"
+        "molgnn.inference.server needs FastAPI, uvicorn and prometheus_client: "
+        "pip install 'molgnn[serve]'"
     ) from err
 
 __all__ = ["create_app"]
@@ -78,6 +98,42 @@ def _check_positive(name: str, value: Any, integer: bool = True) -> None:
         )
 
 
+def _uncertainty(model: nn.Module, mc_dropout_samples: int | None) -> dict[str, Any] | None:
+    """What ``GET /model`` says of the served uncertainty, after the checks of
+    [`molgnn.predict`][molgnn.inference.predict] (so a bad combination fails at start-up)."""
+    from molgnn.uncertainty.ensemble import Ensemble
+    from molgnn.uncertainty.sampling import sample_outputs
+
+    if mc_dropout_samples is None and not isinstance(model, Ensemble):
+        return None
+    with sample_outputs(model, mc_dropout_samples):  # raises ValueError for what cannot sample
+        pass
+    if isinstance(model, Ensemble):
+        return {"kind": "ensemble", "members": len(model), "samples": None}
+    return {"kind": "mc_dropout", "members": None, "samples": mc_dropout_samples}
+
+
+#: The paths ``/metrics`` counts by name; any other is counted as ``"other"``.
+_ENDPOINTS = (
+    "/health",
+    "/model",
+    "/predict",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+)
+
+_DESCRIPTION = """Predictions of a molgnn model for molecules given as XYZ text or SMILES.
+
+`POST /predict` takes one molecule (`{"xyz": ...}` or `{"smiles": ...}`, with an optional
+`"name"`) or several (`{"molecules": [...]}`), predicted together. Each molecule gets its values
+or its own `"error"`; a body refused as a whole gets a 4xx whose `"error"` names the problem.
+`GET /model` describes the model, its limits and its uncertainty; `GET /metrics` is for
+Prometheus."""
+
+
 def create_app(
     model: nn.Module,
     max_request_bytes: int = 1_000_000,
@@ -86,6 +142,8 @@ def create_app(
     max_smiles_length: int = 1000,
     request_timeout: float = 30.0,
     workers: int = 2,
+    mc_dropout_samples: int | None = None,
+    threads_per_worker: int | None = None,
 ) -> Any:
     """Build the FastAPI application serving ``model``.
 
@@ -95,8 +153,14 @@ def create_app(
     ``forkserver`` (else ``spawn``) starts processes, which imports the main module: in a script,
     call this under ``if __name__ == "__main__":``.
 
+    An [`Ensemble`][molgnn.uncertainty.Ensemble], or a model with dropout and
+    ``mc_dropout_samples``, is served with uncertainty: each record of ``POST /predict`` then
+    holds the mean prediction and its standard deviation ``std``, as
+    [`Predictions.to_records`][molgnn.inference.Predictions] gives them.
+
     Args:
-        model: A loaded molgnn model ([`molgnn.load`][molgnn.inference.load]).
+        model: A loaded molgnn model ([`molgnn.load`][molgnn.inference.load]) or an
+            [`Ensemble`][molgnn.uncertainty.Ensemble].
         max_request_bytes: Largest accepted request body; larger ones get HTTP 413
             (default: 1 MB).
         max_molecules: Most molecules per request, counting each molecule of a multi-molecule
@@ -108,9 +172,16 @@ def create_app(
             and its worker is replaced. A request also waits at most this long for a free worker
             (then HTTP 503 too) (default: ``30.0``).
         workers: Worker processes, i.e. requests computed at once (default: ``2``).
+        mc_dropout_samples: Serve MC dropout: this many forward passes (at least 2) per batch
+            with the dropout of ``model`` on; the mean and standard deviation are returned
+            (default: ``None``).
+        threads_per_worker: Torch threads of each worker (default: ``None``: the CPUs divided
+            by ``workers``, at least 1). On a CPU shared with other work, ``1`` avoids the
+            threads of different processes waiting on each other.
 
     Raises:
-        ValueError: for a limit that is not a positive number.
+        ValueError: for a limit that is not a positive number, or ``mc_dropout_samples`` with
+            an ensemble, a model without dropout or fewer than 2 passes.
         RuntimeError: when the worker processes cannot start or load the model.
     """
     for name, value in [
@@ -119,13 +190,16 @@ def create_app(
         ("max_atoms", max_atoms),
         ("max_smiles_length", max_smiles_length),
         ("workers", workers),
+        *([("threads_per_worker", threads_per_worker)] if threads_per_worker is not None else []),
     ]:
         _check_positive(name, value)
     _check_positive("request_timeout", request_timeout, integer=False)
     limits = Limits(
         max_request_bytes, max_molecules, max_atoms, max_smiles_length, float(request_timeout)
     )
+    uncertainty = _uncertainty(model, mc_dropout_samples)
     info = dict(getattr(model, "checkpoint_info", None) or {})
+    target = info.get("target") or {}
     elements = model_elements(model)
     try:
         model_bytes = pickle.dumps(model)
@@ -133,8 +207,10 @@ def create_app(
         raise ValueError(
             f"cannot serve this model: it cannot be copied to a worker ({err})"
         ) from None
-    pool = WorkerPool(model_bytes, limits, workers)
+    pool = WorkerPool(model_bytes, limits, workers, mc_dropout_samples, threads_per_worker)
     pool.start()
+    metrics = ServerMetrics()
+    metrics.busy.set_function(lambda: pool.busy)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -145,16 +221,28 @@ def create_app(
         finally:
             pool.close()
 
-    app = FastAPI(title="molgnn", version=__version__, lifespan=lifespan)
+    app = FastAPI(title="molgnn", version=__version__, description=_DESCRIPTION, lifespan=lifespan)
     app.state.worker_pool = pool
+    app.state.metrics = metrics
+    app.add_middleware(MetricsMiddleware, metrics=metrics, endpoints=_ENDPOINTS)
 
-    @app.get("/health")
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        """FastAPI's own refusals (an unknown path, a wrong method) as ``{"error": ...}`` too."""
+        message = f"{request.method} {request.url.path}: {err.detail}"
+        if err.status_code == 404:
+            message += f"; the endpoints are {', '.join(_ENDPOINTS[:5])} and /docs"
+        return _json({"error": message}, err.status_code, **(err.headers or {}))
+
+    @app.get("/health", response_model=None, responses={200: {"model": Health}})
     async def health() -> dict[str, str]:  # async: answered on the event loop, no thread hop
+        """Answered by the event loop alone, so it stays fast while every worker is busy."""
         return {"status": "ok"}
 
-    @app.get("/model")
+    @app.get("/model", responses={200: {"model": ServedModel}})
     async def model_info() -> JSONResponse:
-        target = info.get("target") or {}
+        """The model's targets, units, elements and metrics, the server's limits and the
+        uncertainty it returns."""
         return _json(
             {
                 "targets": target.get("names"),
@@ -168,8 +256,23 @@ def create_app(
                 "molgnn_version": info.get("molgnn_version"),
                 "server_version": __version__,
                 "limits": {**asdict(limits), "workers": workers},
+                "uncertainty": uncertainty,
             }
         )
+
+    @app.get(
+        "/metrics",
+        responses={
+            200: {
+                "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
+                "description": "Prometheus's text exposition format",
+            }
+        },
+    )
+    async def metrics_endpoint() -> Response:
+        """Requests by endpoint and status code, latency histograms, molecules predicted and
+        busy workers, for Prometheus to scrape."""
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     async def read_body(request: Request) -> bytes:
         """The body, or 413 when it is too large.
@@ -235,6 +338,8 @@ def create_app(
             outcomes.extend(reply[1])
             notes = reply[2]
         outcomes.sort(key=lambda outcome: outcome[0]["index"])
+        failures = sum(1 for _, kind in outcomes if kind is not None)
+        metrics.count_molecules(len(outcomes) - failures, failures)
         content: dict[str, Any] = {"results": [record for record, _ in outcomes]}
         if notes:
             content["warnings"] = notes
@@ -246,8 +351,45 @@ def create_app(
                 content = {"error": failed[0][0]["error"], **content}
         return _json(content, status)
 
-    @app.post("/predict")
+    request_schema, definitions = predict_request_schema()
+    records = result_model(
+        list(target.get("names") or []), list(target.get("units") or []), uncertainty is not None
+    )
+    refused = {
+        400: "The body is empty, not UTF-8 or not JSON",
+        413: "The body, or its number of molecules, is over a limit",
+        422: "The body has the wrong shape, or its one molecule cannot be predicted (then "
+        "`results` holds its record too)",
+        500: "An internal error",
+        501: "SMILES sent to a server without RDKit",
+        503: "The request took longer than `request_timeout`, waited that long for a worker, "
+        "or the server is shutting down (with `Retry-After`)",
+    }
+
+    @app.post(
+        "/predict",
+        responses={
+            200: {"model": predict_response_model(records), "description": "One record each"},
+            **{code: {"model": ErrorBody, "description": text} for code, text in refused.items()},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": request_schema,
+                        "examples": {
+                            "smiles": {"value": {"smiles": "CCO", "name": "ethanol"}},
+                            "xyz": {"value": {"xyz": "1\nmethane\nC 0 0 0\n"}},
+                            "batch": {"value": {"molecules": [{"smiles": "C"}, {"smiles": "O"}]}},
+                        },
+                    }
+                },
+            }
+        },
+    )
     async def predict_endpoint(request: Request) -> JSONResponse:
+        """Predict one molecule or several, each with its values or its own error."""
         try:
             return await respond(request)
         except RequestError as err:
@@ -257,4 +399,18 @@ def create_app(
             traceback.print_exc()
             return _json({"error": f"internal error: {type(err).__name__}: {err}"}, 500)
 
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema, with the request body's definitions among its components."""
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(definitions)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
     return app

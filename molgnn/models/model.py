@@ -150,9 +150,10 @@ class MolecularModel(nn.Module):
     def compile(self, *args: Any, **kwargs: Any) -> None:
         """Compile the representation in place with ``torch.compile``.
 
-        The Equivariant Transformer compiles only its per-edge hot path (see
-        [`EquivariantTransformer.compile`][molgnn.models.EquivariantTransformer.compile]);
-        other representations are compiled whole. Input checks, head and prior stay eager.
+        The Equivariant Transformer and TensorNet compile only their hot paths (see
+        [`EquivariantTransformer.compile`][molgnn.models.EquivariantTransformer.compile] and
+        [`TensorNet.compile`][molgnn.models.TensorNet.compile]); other representations are
+        compiled whole. Input checks, head and prior stay eager.
         Training on forces (``derivative=True`` in training mode) differentiates twice, which
         torch.compile does not support: those steps run the ET eagerly. Arguments go to
         ``torch.compile``.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -170,6 +172,21 @@ class TensorNet(nn.Module):
             x = layer(x, edge_index, length, rbf, edge_pair=pair)  # [N, 3, 3, C]
         scalars = self.out_norm(tensor_invariants(x))  # [N, 3 C]
         return self.act(self.linear(scalars)), None
+
+    def compile(self, *args: Any, **kwargs: Any) -> None:
+        """Compile the embedding's sums over neighbours and every interaction layer with
+        ``torch.compile``, in place.
+
+        The radius graph, the input checks and the embedding's projections stay eager; the
+        per-edge products, the sums into atoms and the per-atom tensor algebra become a few
+        fused loops, shared by layers of the same make-up (see
+        [`TensorInteraction.compile`][molgnn.nn.TensorInteraction.compile]). Training on forces
+        differentiates twice, which compiled code cannot do: those steps run eagerly. Arguments
+        go to ``torch.compile``.
+        """
+        self.tensor_embedding.compile(*args, **kwargs)
+        for layer in self.layers:
+            layer.compile(*args, **kwargs)
 
     def __repr__(self) -> str:
         return (

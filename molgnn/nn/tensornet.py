@@ -18,30 +18,31 @@ only, and its invariants tell mirror images apart.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from molgnn.nn.activations import ACTIVATION_FUNCTIONS
 from molgnn.nn.activations import activation as make_activation
+from molgnn.nn.hot_path import CompileOptions, compile_options, compiled, runs_compiled
 from molgnn.nn.radial import CosineCutoff
 from molgnn.nn.scatter import gather, reduce_sum
 from molgnn.nn.tensors import (
     TensorLinear,
+    _compose_compact,
+    _parts_compact,
     channel_matmul,
-    compose,
-    decompose,
-    skew,
-    skew_vector,
     squared_norm,
-    symmetric_traceless,
 )
 
 __all__ = ["GROUPS", "TensorEmbedding", "TensorInteraction"]
 
 #: The values of ``equivariance_invariance_group`` (torchmd-net's name and spelling).
 GROUPS = ("O(3)", "SO(3)")
-
-# Per-atom messages are packed as [N, 13, C]: I (1 row), A's axial vector (3), S (9 entries).
-_PACKED_PART = (0,) + (1,) * 3 + (2,) * 9
 
 
 def _check_edges(edge_index: Tensor, edge_attr: Tensor, edge_pair: Tensor | None) -> None:
@@ -116,6 +117,7 @@ class TensorEmbedding(nn.Module):
             make_activation(activation),
         )
         self.tensor_linear = TensorLinear(hidden_channels)
+        self._compile_options: CompileOptions | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -148,32 +150,35 @@ class TensorEmbedding(nn.Module):
         n, c = z.numel(), self.hidden_channels
         src, dst = edge_index[0], edge_index[1]
         u = self.embedding(z)  # [N, C]
-        pair = self.pair_proj(torch.cat([gather(u, dst), gather(u, src)], dim=1))  # [E, C]
+        # W_z [u_i, u_j] + b = W_z' u_i + W_z'' u_j + b: projected per atom, summed per edge.
+        w_centre, w_neighbour = self.pair_proj.weight.split(c, dim=1)
+        pair = gather(u @ w_centre.t(), dst) + gather(u @ w_neighbour.t(), src)  # [E, C]
+        pair = pair + self.pair_proj.bias
         filt = self.distance_proj(edge_attr).unflatten(1, (3, c))  # [E or U, 3, C]
         if edge_pair is not None:
             filt = gather(filt, edge_pair)
         weight = filt * (self.cutoff(edge_weight).unsqueeze(1) * pair).unsqueeze(1)  # [E, 3, C]
-        outer = edge_vec.unsqueeze(2) * edge_vec.unsqueeze(1)  # [E, 3, 3]
-        messages = torch.cat(
-            [
-                weight[:, 0:1],  # I
-                weight[:, 1:2] * edge_vec.unsqueeze(2),  # A's axial vector, [E, 3, C]
-                weight[:, 2:3] * outer.flatten(1).unsqueeze(2),  # S before removing the trace
-            ],
-            dim=1,
-        )  # [E, 13, C]
-        summed = reduce_sum(messages, dst, n)  # [N, 13, C]
-        scalar = summed[:, 0]  # [N, C]
-        antisymmetric = skew(summed[:, 1:4])  # [N, 3, 3, C]
-        symmetric = symmetric_traceless(summed[:, 4:].unflatten(1, (3, 3)))  # [N, 3, 3, C]
-        norm = self.init_norm(squared_norm(compose(scalar, antisymmetric, symmetric)))  # [N, C]
+        options = self._compile_options
+        messages = _embedding_messages
+        if runs_compiled(options):
+            messages = compiled(options, "tensornet_embedding", lambda: _embedding_messages)
+        scalar, axial, sym = messages(weight, edge_vec, dst, n)
+        norm = self.init_norm(squared_norm(_compose_compact(scalar, axial, sym)))  # [N, C]
         gate = self.gate_mlp(norm).unflatten(1, (3, c))  # [N, 3, C]
-        scalar, antisymmetric, symmetric = self.tensor_linear(scalar, antisymmetric, symmetric)
-        return compose(
-            scalar * gate[:, 0],
-            antisymmetric * gate[:, 1, None, None],
-            symmetric * gate[:, 2, None, None],
+        lin = self.tensor_linear
+        return _compose_compact(
+            lin.lin_i(scalar) * gate[:, 0],
+            lin.lin_a(axial) * gate[:, 1:2],
+            lin.lin_s(sym) * gate[:, 2:3],
         )
+
+    def compile(self, *args: Any, **kwargs: Any) -> None:
+        """Compile the per-edge part (the products and the sums into atoms), in place.
+
+        Arguments go to ``torch.compile``; see
+        [`TensorInteraction.compile`][molgnn.nn.TensorInteraction.compile].
+        """
+        self._compile_options = compile_options(args, kwargs)
 
     def __repr__(self) -> str:
         return (
@@ -220,8 +225,6 @@ class TensorInteraction(nn.Module):
         - **output:** X ``[N, 3, 3, C]``
     """
 
-    packed_part: Tensor
-
     def __init__(
         self,
         hidden_channels: int,
@@ -240,6 +243,7 @@ class TensorInteraction(nn.Module):
         self.hidden_channels = hidden_channels
         self.num_rbf = num_rbf
         self.equivariance_invariance_group = equivariance_invariance_group
+        self.activation = activation
         self.cutoff = CosineCutoff(cutoff_lower, cutoff_upper)
         self.distance_mlp = nn.Sequential(
             nn.Linear(num_rbf, hidden_channels),
@@ -251,7 +255,7 @@ class TensorInteraction(nn.Module):
         )
         self.linear_in = TensorLinear(hidden_channels)
         self.linear_out = TensorLinear(hidden_channels)
-        self.register_buffer("packed_part", torch.tensor(_PACKED_PART), persistent=False)
+        self._compile_options: CompileOptions | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -277,37 +281,41 @@ class TensorInteraction(nn.Module):
                 f"x must have shape [N, 3, 3, {self.hidden_channels}], got {list(x.shape)}"
             )
         _check_edges(edge_index, edge_attr, edge_pair)
-        n, c = x.size(0), self.hidden_channels
-        src, dst = edge_index[0], edge_index[1]
-        filt = self.distance_mlp(edge_attr).unflatten(1, (3, c))  # [E or U, 3, C]
-        if edge_pair is not None:
-            filt = gather(filt, edge_pair)
-        filt = filt * self.cutoff(edge_weight).view(-1, 1, 1)  # [E, 3, C]
-
-        x = x / (squared_norm(x) + 1.0).unsqueeze(1).unsqueeze(1)
-        scalar, antisymmetric, symmetric = self.linear_in(*decompose(x))
-        y = compose(scalar, antisymmetric, symmetric)  # [N, 3, 3, C]
-        packed = torch.cat(
-            [scalar.unsqueeze(1), skew_vector(antisymmetric), symmetric.flatten(1, 2)], dim=1
-        )  # [N, 13, C]
-        expanded = filt.index_select(1, self.packed_part)  # [E, 13, C]
-        summed = reduce_sum(gather(packed, src) * expanded, dst, n)  # [N, 13, C]
-        message = compose(
-            summed[:, 0], skew(summed[:, 1:4]), summed[:, 4:].unflatten(1, (3, 3))
-        )  # [N, 3, 3, C]
-
-        if self.equivariance_invariance_group == "O(3)":
-            product = channel_matmul(y, message) + channel_matmul(message, y)
-        else:
-            product = 2.0 * channel_matmul(y, message)
-        scale = 1.0 / (squared_norm(product) + 1.0)  # [N, C]
-        scalar, antisymmetric, symmetric = decompose(product)
-        scale_t = scale.unsqueeze(1).unsqueeze(1)
-        scalar, antisymmetric, symmetric = self.linear_out(
-            scalar * scale, antisymmetric * scale_t, symmetric * scale_t
+        lin1, lin2, lin3 = (m for m in self.distance_mlp if isinstance(m, nn.Linear))
+        weights = (
+            lin1.weight, lin1.bias, lin2.weight, lin2.bias, lin3.weight, lin3.bias,
+            self.linear_in.lin_i.weight, self.linear_in.lin_a.weight, self.linear_in.lin_s.weight,
+            self.linear_out.lin_i.weight, self.linear_out.lin_a.weight,
+            self.linear_out.lin_s.weight,
+        )  # fmt: skip
+        cut = self.cutoff(edge_weight)  # [E]
+        group = self.equivariance_invariance_group
+        options = self._compile_options
+        if not runs_compiled(options):
+            return _interaction(
+                x, edge_attr, cut, edge_index, edge_pair, weights, self.distance_mlp[1], group
+            )
+        body = compiled(
+            options,
+            ("tensornet_interaction", group, self.activation, edge_pair is None),
+            lambda: functools.partial(
+                _interaction, act=ACTIVATION_FUNCTIONS[self.activation], group=group
+            ),
         )
-        dx = compose(scalar, antisymmetric, symmetric)
-        return x + dx + channel_matmul(dx, dx)
+        return body(x, edge_attr, cut, edge_index, edge_pair, weights)
+
+    def compile(self, *args: Any, **kwargs: Any) -> None:
+        """Compile the layer's update with ``torch.compile``, in place.
+
+        The distance filters, the per-edge products, the sums into atoms (through the opaque
+        scatter of [`molgnn.nn.scatter`][molgnn.nn.scatter]) and the per-atom tensor algebra
+        become a few fused loops around the matrix products; only the cutoff and the input
+        checks stay eager. The weights are inputs of the compiled graph, so layers of the same
+        make-up share one set of kernels; atom and edge counts become dynamic after the first
+        batch of a new size, so the first few batches are slow while it compiles. Arguments go
+        to ``torch.compile``.
+        """
+        self._compile_options = compile_options(args, kwargs)
 
     def __repr__(self) -> str:
         return (
@@ -315,3 +323,63 @@ class TensorInteraction(nn.Module):
             f"num_rbf={self.num_rbf}, "
             f"equivariance_invariance_group={self.equivariance_invariance_group!r})"
         )
+
+
+def _embedding_messages(
+    weight: Tensor, edge_vec: Tensor, dst: Tensor, n: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The embedding's sums over neighbours, compact: I ``[N, C]``, A's axial vector
+    ``[N, 3, C]`` and S's entries ``[N, 5, C]`` (``(xx, yy, xy, xz, yz)``)."""
+    rx, ry, rz = edge_vec.unbind(1)
+    third = (rx * rx + ry * ry + rz * rz) / 3.0
+    traceless = torch.stack(
+        (rx * rx - third, ry * ry - third, rx * ry, rx * rz, ry * rz), dim=1
+    )  # [E, 5]: r r^T - |r|^2 / 3
+    scalar = reduce_sum(weight[:, 0], dst, n)
+    axial = reduce_sum(weight[:, 1:2] * edge_vec.unsqueeze(2), dst, n)
+    sym = reduce_sum(weight[:, 2:3] * traceless.unsqueeze(2), dst, n)
+    return scalar, axial, sym
+
+
+def _interaction(
+    x: Tensor,
+    edge_attr: Tensor,
+    cut: Tensor,
+    edge_index: Tensor,
+    edge_pair: Tensor | None,
+    weights: tuple[Tensor, ...],
+    act: Callable[[Tensor], Tensor],
+    group: str,
+) -> Tensor:
+    """[`TensorInteraction`][molgnn.nn.TensorInteraction]'s update, eager or compiled (its
+    weights passed in, so that every layer of the same make-up shares one compiled graph)."""
+    w1, b1, w2, b2, w3, b3, in_i, in_a, in_s, out_i, out_a, out_s = weights
+    n, c = x.size(0), x.size(3)
+    src, dst = edge_index[0], edge_index[1]
+    hidden = act(F.linear(act(F.linear(edge_attr, w1, b1)), w2, b2))
+    filt = act(F.linear(hidden, w3, b3)).unflatten(1, (3, c))  # [E or U, 3, C]
+    if edge_pair is not None:
+        filt = gather(filt, edge_pair)
+    filt = filt * cut.view(-1, 1, 1)  # [E, 3, C]
+
+    x = x / (squared_norm(x) + 1.0).unsqueeze(1).unsqueeze(1)
+    # The parts in compact form (I [N, C], A's axial vector [N, 3, C], S's entries
+    # [N, 5, C]): the channel mixings and the messages act on 9 rows instead of 19.
+    scalar, axial, sym = _parts_compact(x)
+    scalar, axial, sym = F.linear(scalar, in_i), F.linear(axial, in_a), F.linear(sym, in_s)
+    msg_scalar = reduce_sum(gather(scalar, src) * filt[:, 0], dst, n)  # [N, C]
+    msg_axial = reduce_sum(gather(axial, src) * filt[:, 1:2], dst, n)  # [N, 3, C]
+    msg_sym = reduce_sum(gather(sym, src) * filt[:, 2:3], dst, n)  # [N, 5, C]
+    y = _compose_compact(scalar, axial, sym)  # [N, 3, 3, C]
+    message = _compose_compact(msg_scalar, msg_axial, msg_sym)
+    if group == "O(3)":
+        product = channel_matmul(y, message) + channel_matmul(message, y)
+    else:
+        product = 2.0 * channel_matmul(y, message)
+    scale = 1.0 / (squared_norm(product) + 1.0)  # [N, C]
+    scalar, axial, sym = _parts_compact(product)
+    scalar = F.linear(scalar * scale, out_i)
+    axial = F.linear(axial * scale.unsqueeze(1), out_a)
+    sym = F.linear(sym * scale.unsqueeze(1), out_s)
+    dx = _compose_compact(scalar, axial, sym)
+    return x + dx + channel_matmul(dx, dx)

@@ -78,9 +78,18 @@ class OnlineConfig(Config):
         warm_start: Start each retrain from the previous model (default: ``True``).
         max_chunks: Stop after ingesting this many chunks in this run (default: all); an
             acquisition round counts as a chunk.
+        mlflow: Track every retrain as a run in this MLflow tracking URI, and register every
+            model as a version of `registered_model`
+            ([`register`][molgnn.tracking.register]); `None` tracks nothing
+            (default: `None`).
+        registered_model: The MLflow registered model the loop's models become versions of
+            (default: `None`: `"online-<target>"`, e.g. `"online-gap"`).
+        mlflow_experiment: The MLflow experiment of the retrains' runs (default:
+            `"molgnn-online"`).
         acquire: Active learning: each round after the first version offers `pool`
             unlabelled candidates and this strategy picks the `batch` to compute, `"random"`,
-            `"disagreement"`, `"mc-dropout"` or `"largest-error-oracle"` (see
+            `"disagreement"`, `"mc-dropout"`, `"largest-error-oracle"`, or, for a targeted
+            search, `"lcb"`, `"ucb"` or `"ei"` (see
             [`acquire_round`][molgnn.online.acquire_round]); `None` streams chunks
             in arrival order (default: `None`).
         pool: Candidates offered per acquisition round (default: `100`).
@@ -88,6 +97,18 @@ class OnlineConfig(Config):
         committee: Models of the `disagreement` committee, at least 2 (default: `3`).
         mc_dropout_samples: MC-dropout passes of the `mc-dropout` strategy, at least 2
             (default: `20`).
+        objective: The targeted search's direction, `"minimize"` (e.g. the smallest gap) or
+            `"maximize"` the first target: what `lcb`, `ucb` and `ei` look for and what
+            every round's top-molecule count measures (default: `"minimize"`).
+        kappa: The weight of the std in `lcb` (mean - kappa * std) and `ucb`, at least 0
+            (default: `1.0`).
+        uncertainty: Where `lcb`, `ucb` and `ei` get their mean and std: `"committee"`
+            (a committee of `committee` models) or `"mc-dropout"` (`mc_dropout_samples`
+            passes of the latest model, which needs dropout) (default: `"committee"`).
+        top_fraction: Each acquisition round records how many of the source's best
+            `top_fraction` molecules (by label, in the `objective`'s direction) the training
+            data holds, in (0, 1]; `None` records nothing and reads no labels (default:
+            `0.01`, the top 1%).
     """
 
     FLAT: ClassVar[str | None] = "train"
@@ -103,11 +124,18 @@ class OnlineConfig(Config):
     test: int = 200
     warm_start: bool = True
     max_chunks: int | None = None
+    mlflow: str | None = None
+    registered_model: str | None = None
+    mlflow_experiment: str = "molgnn-online"
     acquire: str | None = None
     pool: int = 100
     batch: int = 20
     committee: int = 3
     mc_dropout_samples: int = 20
+    objective: str = "minimize"
+    kappa: float = 1.0
+    uncertainty: str = "committee"
+    top_fraction: float | None = 0.01
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -136,7 +164,12 @@ class OnlineConfig(Config):
             )
 
     def _check_acquisition(self) -> None:
-        from molgnn.online.acquisition import ACQUISITION_STRATEGIES
+        from molgnn.online.acquisition import (
+            ACQUISITION_STRATEGIES,
+            OBJECTIVES,
+            TARGETED,
+            UNCERTAINTIES,
+        )
 
         if self.acquire is not None and self.acquire not in ACQUISITION_STRATEGIES:
             raise ValueError(
@@ -147,10 +180,36 @@ class OnlineConfig(Config):
                 raise ValueError(f"{name} must be at least {least}, got {getattr(self, name)}")
         if self.batch > self.pool:
             raise ValueError(f"batch ({self.batch}) must not exceed pool ({self.pool})")
-        dropout = getattr(self.train.model, "dropout", 0.0)
-        if self.acquire == "mc-dropout" and not dropout > 0:
+        if self.objective not in OBJECTIVES:
             raise ValueError(
-                f"acquire mc-dropout needs a model with dropout, and this "
+                f"objective: unknown direction {self.objective!r}; valid: {', '.join(OBJECTIVES)}"
+            )
+        if self.uncertainty not in UNCERTAINTIES:
+            raise ValueError(
+                f"uncertainty: unknown source {self.uncertainty!r}; valid: "
+                f"{', '.join(UNCERTAINTIES)}"
+            )
+        if not (self.kappa >= 0 and math.isfinite(self.kappa)):
+            raise ValueError(f"kappa must be a finite number of at least 0, got {self.kappa}")
+        if self.top_fraction is not None and not 0 < self.top_fraction <= 1:
+            raise ValueError(f"top_fraction must be in (0, 1] or None, got {self.top_fraction}")
+        needs = ACQUISITION_STRATEGIES[self.acquire].objective if self.acquire else None
+        if needs is not None and self.objective != needs:
+            other = next(
+                n for n, c in ACQUISITION_STRATEGIES.items() if c.objective == self.objective
+            )
+            raise ValueError(
+                f"acquire {self.acquire} searches with objective {needs!r}, but objective is "
+                f"{self.objective!r}; use acquire {other} (or ei) to {self.objective}"
+            )
+        dropout = getattr(self.train.model, "dropout", 0.0)
+        by_dropout = self.acquire == "mc-dropout" or (
+            self.acquire in TARGETED and self.uncertainty == "mc-dropout"
+        )
+        if by_dropout and not dropout > 0:
+            how = "" if self.acquire == "mc-dropout" else " with uncertainty mc-dropout"
+            raise ValueError(
+                f"acquire {self.acquire}{how} needs a model with dropout, and this "
                 f"{self.train.model.kind!r} model has {'none' if dropout is None else dropout}; "
                 "use the pooled GNN with model.dropout > 0 (e.g. --set model=pooled "
                 "--set model.dropout=0.1)"
@@ -206,6 +265,13 @@ def train_on_version(
     written atomically, renamed to ``models/<sha256>.ckpt``, and only then registered, in one
     transaction.
 
+    With ``config.mlflow``, the retrain is one MLflow run (the data version as its dataset
+    input), and the registered model becomes a version of ``config.registered_model`` in
+    MLflow's registry, linked in the store
+    ([`Store.mlflow_versions`][molgnn.online.Store.mlflow_versions]). After a crash between
+    these steps, [`reconcile`][molgnn.tracking.reconcile] (which
+    [`run_online`][molgnn.online.run_online] runs first) makes the two registries agree.
+
     Args:
         store: The store (hold its [`lock`][molgnn.online.Store.lock]).
         version: The data version to train on.
@@ -218,11 +284,12 @@ def train_on_version(
     """
     from molgnn.inference import load
     from molgnn.io.checkpoint import file_sha256
-    from molgnn.training import Trainer
+    from molgnn.training import FitResult, Trainer
     from molgnn.training.loop import final_metrics, run_epochs
 
     dataset, splits = version_dataset(store, version)
     work = store.work_dir()
+    tracker = tracked = None
     try:
         # The store's molecules, not a QM9 subset, are this run's data (subset=None).
         train_config = config.train.replace(subset=None, out_dir=str(work))
@@ -233,6 +300,7 @@ def train_on_version(
         trainer = Trainer(
             train_config, dataset=dataset, model=model, splits=splits, progress=verbose
         )
+        tracker = _retrain_tracker(store, version, config, train_config)
 
         def report(trainer: Any, metrics: dict[str, Any]) -> None:
             if verbose:
@@ -242,7 +310,7 @@ def train_on_version(
                     flush=True,
                 )
 
-        run_epochs(trainer, [report])
+        run_epochs(trainer, [report, *([tracker.on_epoch] if tracker else [])])
         final = final_metrics(trainer)
         final["data_size"] = version.size
         final["train_seconds"] = trainer.elapsed
@@ -271,15 +339,43 @@ def train_on_version(
         store.journal(target)  # before the write, so a crash here leaves a known orphan
         os.replace(tmp_path, target)
         fsync_dir(target.parent)
+        if tracker is not None:
+            from molgnn.tracking._online import CHECKPOINT_TAG
+
+            tracker.client.set_tag(tracker.run_id, CHECKPOINT_TAG, digest)
+            result = FitResult(final, target, target, work, list(trainer.history))
+            tracked = tracker.finish(result, dataset=dataset)
+            tracker.end("FINISHED")
+    except BaseException:
+        if tracker is not None:
+            tracker.end("FAILED")
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)  # its journal entry goes with the registration
-    return store.register_model(
+    registered = store.register_model(
         data_version=version.id,
         checkpoint=target,
         checkpoint_sha256=digest,
         done=[work],
         **registration,
     )
+    if tracked is not None and config.mlflow:
+        from molgnn.tracking._online import model_name, publish
+
+        publish(config.mlflow, model_name(config), store, registered, tracked)
+    return registered
+
+
+def _retrain_tracker(
+    store: Store, version: DataVersion, config: OnlineConfig, train_config: Any
+) -> Any:
+    """The started [`FitTracker`][molgnn.tracking.FitTracker] of a retrain, or ``None``
+    without ``config.mlflow``."""
+    if not config.mlflow:
+        return None
+    from molgnn.tracking._online import start_retrain
+
+    return start_retrain(config.mlflow, store, version, train_config, config.mlflow_experiment)
 
 
 def plot_learning_curve(store: Store, path: str | Path, verbose: bool = True) -> Path | None:
@@ -380,6 +476,14 @@ def run_online(
         removed = store.clean_orphans()
         if removed and verbose:
             print(f"removed {len(removed)} leftover file(s) of an interrupted run", flush=True)
+        if config.mlflow:
+            from molgnn.tracking._online import model_name
+            from molgnn.tracking.registry import reconcile
+
+            name, experiment = model_name(config), config.mlflow_experiment
+            for line in reconcile(config.mlflow, name, store, experiment):
+                if verbose:
+                    print(f"MLflow: {line}", flush=True)
         trigger = trigger or GrowthTrigger(config.growth)
         if source is None:
             from molgnn.training.data import load_dataset

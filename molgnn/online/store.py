@@ -39,7 +39,14 @@ from torch_geometric.data import Data
 from molgnn.io.atomic import write_atomic_with
 from molgnn.online.versions import DataVersion, molecule_hash, version_id
 
-__all__ = ["REGISTRY_RECORD", "AcquisitionRecord", "DamagedStoreError", "ModelRecord", "Store"]
+__all__ = [
+    "REGISTRY_RECORD",
+    "AcquisitionRecord",
+    "DamagedStoreError",
+    "MlflowVersion",
+    "ModelRecord",
+    "Store",
+]
 
 #: The tables every store database has.
 _TABLES = ("molecules", "versions", "models", "state")
@@ -80,6 +87,15 @@ CREATE TABLE IF NOT EXISTS models (
 );
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS journal (path TEXT PRIMARY KEY, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS mlflow_versions (
+    model INTEGER NOT NULL REFERENCES models(id),
+    tracking_uri TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    run_id TEXT,
+    created REAL NOT NULL,
+    PRIMARY KEY (model, tracking_uri, name)
+);
 CREATE TABLE IF NOT EXISTS acquisitions (
     version TEXT PRIMARY KEY REFERENCES versions(id),
     strategy TEXT NOT NULL,
@@ -104,13 +120,17 @@ class AcquisitionRecord:
         version: Id of the data version.
         strategy: `"initial"` (the first version, in the seeded order), `"stream"` (a chunk
             in arrival order) or the acquisition strategy that chose them (`"random"`,
-            `"disagreement"`, `"mc-dropout"`, `"largest-error-oracle"`).
+            `"disagreement"`, `"mc-dropout"`, `"largest-error-oracle"`, `"lcb"`, `"ucb"`,
+            `"ei"`).
         model: Id of the registered model that scored the candidates, or `None`.
         offered: Candidates offered to the strategy (the chunk's size for `"stream"`).
         chosen: Ids of the molecules it added, in the order chosen.
         scores: Each offered candidate's score (higher is chosen first; empty for
             `"initial"` and `"stream"`).
-        details: The strategy's settings (e.g. `{"committee": 3, "scored_on": <version>}`).
+        details: The strategy's settings (e.g. `{"committee": 3, "scored_on": <version>}`),
+            and, for a round with `top_fraction` set, `search`: the targeted search's count
+            after the round (`found` of the source's `top` best molecules in the training
+            data, `computed` molecules; see [`acquire_round`][molgnn.online.acquire_round]).
         created: Unix time of the version.
     """
 
@@ -166,6 +186,41 @@ class ModelRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (``data_version`` included)."""
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class MlflowVersion:
+    """Where a model of the store is in an MLflow model registry.
+
+    Written by the online loop once MLflow has registered the model (see
+    [`molgnn.tracking.reconcile`][molgnn.tracking.reconcile], which rewrites these links from
+    MLflow's own tags after a crash). Stores made before these links have none; the table is
+    added, empty, when such a store is next opened for writing.
+
+    Attributes:
+        model: Id of the model in this store.
+        tracking_uri: The MLflow tracking (and registry) URI.
+        name: The registered model's name.
+        version: Its MLflow version number.
+        run_id: The MLflow run that trained the model, or `None`.
+        created: Unix time the link was recorded.
+    """
+
+    model: int
+    tracking_uri: str
+    name: str
+    version: int
+    run_id: str | None
+    created: float
+
+    @property
+    def model_uri(self) -> str:
+        """`models:/<name>/<version>`, which [`molgnn.load`][molgnn.inference.load] reads."""
+        return f"models:/{self.name}/{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
         return dict(self.__dict__)
 
 
@@ -642,6 +697,62 @@ class Store:
         finally:
             tmp.unlink(missing_ok=True)
         return self.backup_path
+
+    # -- links to an MLflow model registry ------------------------------------------------------
+    def link_mlflow_version(
+        self, model: int, tracking_uri: str, name: str, version: int, run_id: str | None = None
+    ) -> MlflowVersion:
+        """Record that model `model` is version `version` of `name` in the MLflow registry at
+        `tracking_uri` (replacing an older link of the same model, URI and name), in one
+        transaction; the database is then backed up.
+
+        Raises:
+            ValueError: if the store has no model `model`.
+        """
+        self.get_model(model)
+        created = time.time()
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO mlflow_versions VALUES (?, ?, ?, ?, ?, ?)",
+                (model, tracking_uri, name, int(version), run_id, created),
+            )
+        self.backup()
+        return MlflowVersion(model, tracking_uri, name, int(version), run_id, created)
+
+    def mlflow_versions(
+        self, tracking_uri: str | None = None, name: str | None = None
+    ) -> list[MlflowVersion]:
+        """The recorded MLflow versions of this store's models, by model id, optionally only
+        those of one tracking URI and registered-model name (empty for a store made before
+        these links, opened read-only)."""
+        if not self._has_table("mlflow_versions"):
+            return []
+        rows = self.db.execute(
+            "SELECT model, tracking_uri, name, version, run_id, created FROM mlflow_versions "
+            "WHERE (? IS NULL OR tracking_uri = ?) AND (? IS NULL OR name = ?) "
+            "ORDER BY model, tracking_uri, name",
+            (tracking_uri, tracking_uri, name, name),
+        )
+        return [MlflowVersion(*row) for row in rows]
+
+    def heldout_digest(self, role: str = "test") -> str:
+        """The content hash of the fixed held-out molecules of `role` (`"test"` or `"val"`).
+
+        Computed like a data version's id (the SHA-256 of the `<id>\\t<hash>` lines, sorted by
+        id), so two stores share a digest exactly when they hold out the same molecules; test
+        MAEs are comparable only between models tested on one digest.
+
+        Raises:
+            ValueError: for another role, or before the held-out molecules are stored.
+        """
+        if role not in ("val", "test"):
+            raise ValueError(f"held-out role must be 'val' or 'test', got {role!r}")
+        members = self.db.execute(
+            "SELECT mol_id, hash FROM molecules WHERE role = ? ORDER BY mol_id", (role,)
+        ).fetchall()
+        if not members:
+            raise ValueError(f"{self.root} holds no {role} molecules yet")
+        return version_id(members)
 
     def _record(self, row: tuple[Any, ...]) -> ModelRecord:
         return ModelRecord(

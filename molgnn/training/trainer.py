@@ -402,7 +402,14 @@ class Trainer:
 
     # -- persistence ----------------------------------------------------------------------------
     def _model_payload(self, state: dict[str, Tensor], metrics: dict[str, Any]) -> dict[str, Any]:
-        model_config = self.model.config.to_dict()
+        config: Any = getattr(self.model, "config", None)
+        if not callable(getattr(config, "to_dict", None)):
+            raise ValueError(
+                f"a checkpoint needs a molgnn model, which carries a model config to rebuild it "
+                f"from; this {type(self.model).__name__} has none: keep its weights with "
+                "torch.save(model.state_dict(), path)"
+            )
+        model_config = config.to_dict()
         return {
             "model_config": model_config,
             "state_dict": state,

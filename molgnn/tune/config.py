@@ -88,6 +88,15 @@ class SweepConfig(Config):
         export: Test the best trial and export it, its config and the plots at the end.
             (default: ``True``)
         verbose: Ray Tune verbosity, 0 (silent) to 2. (default: ``1``)
+        mlflow_uri: Track the sweep on MLflow at this tracking URI (see the Tracking guide):
+            a parent run for the sweep and, nested under it, one run per trial, logged from
+            the driver by Ray Tune's ``MLflowLoggerCallback``; the best trial is marked and
+            its model logged. ``None`` tracks nothing; the command line's ``--mlflow`` sets it.
+            (default: ``None``)
+        mlflow_experiment: The MLflow experiment of the sweep's runs. (default: ``"molgnn"``)
+        registered_model: Register the best trial's model as a new version of this MLflow
+            registered model ([`register`][molgnn.tracking.register]); needs ``mlflow_uri``.
+            (default: ``None``)
     """
 
     FLAT: ClassVar[str | None] = "train"
@@ -118,6 +127,9 @@ class SweepConfig(Config):
     num_gpus: int | None = None
     export: bool = True
     verbose: int = 1
+    mlflow_uri: str | None = None
+    mlflow_experiment: str = "molgnn"
+    registered_model: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -180,6 +192,13 @@ class SweepConfig(Config):
             raise ValueError(f"name must be a plain directory name, got {self.name!r}")
         if self.address is not None and self.address != "auto" and ":" not in self.address:
             raise ValueError(f"address must be 'auto' or 'HOST:PORT', got {self.address!r}")
+        if self.registered_model is not None and not self.mlflow_uri:
+            raise ValueError(
+                f"registered_model={self.registered_model!r} needs MLflow tracking: give "
+                "--mlflow (or set MLFLOW_TRACKING_URI)"
+            )
+        if self.registered_model is not None and not self.export:
+            raise ValueError("registered_model needs export: the best model is registered")
         for point in self.points_to_evaluate:
             if not isinstance(point, Mapping):
                 raise ValueError(f"points_to_evaluate must hold mappings, got {point!r}")

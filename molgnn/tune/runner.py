@@ -7,9 +7,10 @@ import shutil
 import tempfile
 import time
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import ray
@@ -37,6 +38,9 @@ from molgnn.tune.trainable import (
     ReleaseTrainWorkers,
     train_trial,
 )
+
+if TYPE_CHECKING:
+    from molgnn.tracking.sweeps import SweepTracking
 
 __all__ = [
     "BEST_CHECKPOINT",
@@ -72,6 +76,10 @@ class SweepResult:
         best_checkpoint: Path or URI of the exported ``best.ckpt``.
         plots: The PNG files written.
         elapsed_s: Wall-clock seconds of the sweep.
+        mlflow_run_id: The sweep's MLflow parent run, when tracked.
+        best_run_id: The best trial's MLflow run, when tracked.
+        model_uri: The best model's MLflow logged model (``models:/m-...``), when tracked.
+        registered_version: The best model's version of ``config.registered_model``.
     """
 
     config: SweepConfig
@@ -85,6 +93,10 @@ class SweepResult:
     best_checkpoint: str | None = None
     plots: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    mlflow_run_id: str | None = None
+    best_run_id: str | None = None
+    model_uri: str | None = None
+    registered_version: int | None = None
 
     def summary(self) -> str:
         """A text summary: the trial table, the best trial and where the exports are."""
@@ -101,6 +113,15 @@ class SweepResult:
         if self.best_checkpoint is not None:
             lines.append(f"Best model: {self.best_checkpoint} (open it with molgnn.load)")
         lines.extend(f"Plot: {p}" for p in self.plots)
+        if self.mlflow_run_id is not None:
+            lines.append(
+                f"MLflow: parent run {self.mlflow_run_id} at {self.config.mlflow_uri}, best trial "
+                f"run {self.best_run_id}, model {self.model_uri}"
+            )
+        if self.registered_version is not None:
+            lines.append(
+                f"Registered: {self.config.registered_model} version {self.registered_version}"
+            )
         return "\n".join(lines)
 
 
@@ -253,6 +274,7 @@ def _export_best(
     dataset: Any,
     backend: TrialBackend,
     out: SweepResult,
+    tracking: SweepTracking | None = None,
 ) -> None:
     finished = table.dropna(subset=["best_val_mae_mev"])
     if not len(finished):
@@ -267,13 +289,15 @@ def _export_best(
     with tempfile.TemporaryDirectory(prefix="molgnn-export-") as tmp:
         export_dir = Path(tmp) / "export"
         export_dir.mkdir()
+        test_mae = None
         if checkpoint is not None:
             checkpoint.to_directory(str(Path(tmp) / "ckpt"))
             best_ckpt = export_dir / BEST_CHECKPOINT
             shutil.copyfile(Path(tmp) / "ckpt" / CHECKPOINT_FILE, best_ckpt)
             test_mae = backend.evaluate_checkpoint(best_ckpt, config.train, dataset, split="test")
             out.test_mae_mev = ev_to_mev(test_mae)
-        best_train = trial_config(config.train, dict(best.config)).to_dict()
+        best_config = trial_config(config.train, dict(best.config))
+        best_train = best_config.to_dict()
         write_best_config(
             export_dir / BEST_CONFIG,
             {
@@ -286,6 +310,8 @@ def _export_best(
         )
         plots = write_optuna_plots(table, space, export_dir, seed=config.train.seed)
         names = [p.name for p in plots]
+        if tracking is not None:
+            _track_best(config, tracking, backend, best_row, best_config, export_dir, out, test_mae)
         if _is_uri(config.experiment_path):
             import pyarrow.fs
 
@@ -300,6 +326,67 @@ def _export_best(
     if checkpoint is not None:
         out.best_checkpoint = target + BEST_CHECKPOINT
     out.plots = [target + n for n in names]
+
+
+def _describe(value: Any) -> Any:
+    """A search-space entry as text: ``loguniform (0.0001, 0.01)``, ``choice [8, 16]``."""
+    if not isinstance(value, Domain):
+        return value
+    if isinstance(value, tune.search.sample.Categorical):
+        return f"choice {value.domain_str}"
+    sampler = type(value.get_sampler()).__name__.strip("_").lower()
+    kind = "randint" if isinstance(value, tune.search.sample.Integer) else sampler
+    return f"{kind} {value.domain_str}"
+
+
+def _track_best(
+    config: SweepConfig,
+    tracking: SweepTracking,
+    backend: TrialBackend,
+    best_row: Any,
+    best_config: Any,
+    export_dir: Path,
+    out: SweepResult,
+    test_mae: float | None,
+) -> None:
+    """Mark the best trial on MLflow, log its model and the exports; register it if asked."""
+    data = heldout = None
+    if isinstance(backend, MolgnnBackend):  # QM9 as molgnn draws it: its content hashes
+        from molgnn.tracking import qm9_data
+
+        data, heldout = qm9_data(best_config), qm9_data(best_config, "test")
+    metrics = {}
+    if test_mae is not None:  # the backends' test MAE is in eV (see out.test_mae_mev)
+        metrics = {"test_mae": float(test_mae), "test_mae_mev": ev_to_mev(test_mae)}
+    checkpoint = export_dir / BEST_CHECKPOINT
+    tracked = tracking.mark_best(
+        str(best_row["trial"]),
+        float(best_row["best_val_mae_mev"]),
+        checkpoint if checkpoint.is_file() else None,
+        metrics,
+        data,
+        heldout,
+    )
+    tracking.log_files(export_dir)
+    if tracked is None:
+        return
+    out.best_run_id, out.model_uri = tracked.run_id, tracked.model_uri
+    if config.registered_model is not None:
+        from molgnn.tracking import register
+
+        if heldout is None:
+            raise ValueError(
+                "registered_model: registering needs the held-out set's content hash, which "
+                "molgnn's own backend (QM9) gives"
+            )
+        out.registered_version = register(
+            tracking.uri,
+            config.registered_model,
+            tracked,
+            metrics["test_mae"],
+            heldout.digest,
+            tags={"molgnn.sweep": config.name},
+        )
 
 
 def run_sweep(config: SweepConfig, backend: TrialBackend | None = None) -> SweepResult:
@@ -346,12 +433,30 @@ def run_sweep(config: SweepConfig, backend: TrialBackend | None = None) -> Sweep
             f"a sweep already exists at {path}; resume it with --resume or pick another --name"
         )
 
+    tracking = None
+    if config.mlflow_uri:  # a URI MLflow cannot use fails here, before Ray starts
+        from molgnn.tracking.sweeps import SweepTracking
+
+        tracking = SweepTracking(config.mlflow_uri, config.mlflow_experiment)
+
     started = time.time()
     connected = _init_ray(config)
+    status = "FAILED"
     try:
         resources, concurrency = trial_resources(config, ray.cluster_resources())
         data_parallel = _data_parallel(config, resources)
         dataset = backend.prepare_dataset(config.train)
+        callbacks: list[Any] = [ReleaseTrainWorkers()] if data_parallel is not None else []
+        if tracking is not None:
+            data = None
+            if isinstance(backend, MolgnnBackend):
+                from molgnn.tracking import qm9_data
+
+                data = qm9_data(config.train)
+            folder = None if _is_uri(path) else Path(path)
+            params = {**config.to_dict(), "space": {k: _describe(v) for k, v in space.items()}}
+            tracking.start(config.name, params, data, folder, resume=config.resume)
+            callbacks.append(tracking.callback(config.train, config.name))
         trainable = tune.with_resources(
             tune.with_parameters(
                 train_trial,
@@ -405,10 +510,11 @@ def run_sweep(config: SweepConfig, backend: TrialBackend | None = None) -> Sweep
                         checkpoint_score_order=MODE,
                     ),
                     verbose=config.verbose,
-                    callbacks=[ReleaseTrainWorkers()] if data_parallel is not None else None,
+                    callbacks=callbacks or None,
                 ),
             )
-        results = tuner.fit()
+        with tracking.fitting() if tracking is not None else nullcontext():
+            results = tuner.fit()
         table = trials_table(results, space, config.train.epochs)
         out = SweepResult(
             config=config,
@@ -417,10 +523,15 @@ def run_sweep(config: SweepConfig, backend: TrialBackend | None = None) -> Sweep
             table=table,
             records=trial_records(results),
         )
+        if tracking is not None:
+            out.mlflow_run_id = tracking.parent_run_id
         if config.export:
-            _export_best(config, results, table, space, dataset, backend, out)
+            _export_best(config, results, table, space, dataset, backend, out, tracking)
         out.elapsed_s = time.time() - started
+        status = "FINISHED"
         return out
     finally:
+        if tracking is not None:
+            tracking.end(status)
         if connected:
             ray.shutdown()

@@ -31,6 +31,7 @@ SMOKE_TESTS = {
     "et_throughput.py": "test_et_throughput_script.py",
     "gnn_throughput.py": "test_benchmark_scripts.py",
     "online_warm_start.py": "test_benchmark_scripts.py",
+    "serve_load.py": "test_serve_load_script.py",
     "sweep_packing.py": "test_benchmark_scripts.py",
 }
 TINY_ET = ["--hidden-channels", "16", "--num-layers", "1", "--num-heads", "2", "--num-rbf", "8"]
@@ -121,13 +122,18 @@ def test_accuracy_budget(tiny_qm9, tmp_path):
     out = tmp_path / "accuracy.json"
     proc = run_script(
         "accuracy_budget.py",
-        "--root", str(tiny_qm9), "--subset", "24", "--seed", "1", "--budget", "0.5",
-        *TINY_ET, "--batch-size", "8", "--threads", "1", "--out", str(out),
+        "--root", str(tiny_qm9), "--subset", "24", "--seed", "1", "--seeds", "1", "2",
+        "--budget", "0.5", *TINY_ET, "--batch-size", "8", "--threads", "1", "--out", str(out),
         *(["--compare"] if compare else []),
     )  # fmt: skip
     result = json.loads(out.read_text())
-    names = ["molgnn-et-small", "molgnn-pooled"] + (["torchmd-net-et-small"] if compare else [])
-    assert [r["model"] for r in result["rows"]] == names
+    names = ["molgnn-et-small", "molgnn-tensornet-small", "molgnn-pooled"] + (
+        ["torchmd-net-et-small"] if compare else []
+    )
+    # every model once per seed, on the same subset and split
+    assert [(r["model"], r["seed"]) for r in result["rows"]] == [
+        (name, seed) for seed in (1, 2) for name in names
+    ]
     for row in result["rows"]:
         assert f"{row['model']:<22} test MAE" in proc.stdout
         assert_finite(row, ["params", "test_mae_mev", "steps", "molecules_seen"])
@@ -136,7 +142,16 @@ def test_accuracy_budget(tiny_qm9, tmp_path):
     if compare:  # the same ET size on both sides
         params = {r["model"]: r["params"] for r in result["rows"]}
         assert params["molgnn-et-small"] == params["torchmd-net-et-small"]
-    assert (result["subset"], result["seed"], result["budget_s"]) == (24, 1, 0.5)
+    assert [s["model"] for s in result["summary"]] == names
+    for summary in result["summary"]:
+        maes = [r["test_mae_mev"] for r in result["rows"] if r["model"] == summary["model"]]
+        assert summary["seeds"] == 2
+        assert math.isclose(summary["test_mae_mev_mean"], sum(maes) / 2)
+        assert math.isclose(summary["test_mae_mev_std"], abs(maes[0] - maes[1]) / math.sqrt(2))
+        assert f"{summary['test_mae_mev_mean']:.1f} ± " in proc.stdout
+    assert (result["subset"], result["seed"], result["seeds"], result["budget_s"]) == (
+        24, 1, [1, 2], 0.5
+    )  # fmt: skip
     assert result["sizes"] == {"hidden_channels": 16, "num_layers": 1, "num_heads": 2, "num_rbf": 8}
 
 

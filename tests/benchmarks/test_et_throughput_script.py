@@ -70,3 +70,57 @@ def test_tiny_run_rows_memory_and_equal_outputs(tiny_qm9, tmp_path):
     meta = result["meta"]
     assert (meta["threads"], meta["steps"], meta["repeats"], meta["seed"]) == (1, 1, 1, 0)
     assert meta["device"] == "cpu" and meta["torch"] and meta["cpu_model"] and meta["date"]
+
+
+def test_tensornet_rows_beside_torchmdnet_with_equal_outputs_and_the_gemm_bound(tiny_qm9, tmp_path):
+    compare = importlib.util.find_spec("torchmdnet") is not None
+    out = tmp_path / "tensornet.json"
+    proc = run(
+        "--root",
+        str(tiny_qm9),
+        "--models",
+        "tensornet",
+        "--edges",
+        "step",
+        "--batch-size",
+        "3",
+        "--out",
+        str(out),
+        *(["--compare"] if compare else []),
+    )
+    result = json.loads(out.read_text())
+    rows = {r["impl"]: r for r in result["rows"]}
+    expected = {f"molgnn-tensornet[{b},step]" for b in available_backends()}
+    if compare:  # torchmd-net's TensorNet as it runs by default, and its plain PyTorch
+        expected |= {"torchmd-net-tensornet", "torchmd-net-tensornet[plain]"}
+    assert set(rows) == expected
+    meta = result["meta"]
+    assert meta["models"] == ["tensornet"]
+    assert meta["batch_size"] == meta["configs"]["tiny"]["batch_size"] == 3  # --batch-size
+    assert meta["tensornet_sizes"] == {
+        "tiny": {"hidden_channels": 16, "num_layers": 1, "num_rbf": 8}
+    }
+    assert math.isfinite(meta["gemm_flop_per_s"]) and meta["gemm_flop_per_s"] > 1e6
+    flops = {}
+    for impl, row in rows.items():
+        assert "error" not in row, row
+        assert row["model"] == "tensornet" and row["impl"] in proc.stdout
+        for phase in ("train", "infer"):
+            assert row[f"{phase}_mol_per_s"] > 0, row
+            # the bound: the machine's GEMM rate over the GEMM FLOPs per molecule
+            per_mol = row[f"{phase}_gemm_flops_per_mol"]
+            assert per_mol > 0, row
+            bound = meta["gemm_flop_per_s"] / per_mol
+            assert math.isclose(row[f"{phase}_gemm_bound_mol_per_s"], bound)
+            assert math.isclose(row[f"{phase}_x_bound"], row[f"{phase}_mol_per_s"] / bound)
+        # a training step runs the forward's GEMMs and more for the gradients
+        assert row["train_gemm_flops_per_mol"] > 1.5 * row["infer_gemm_flops_per_mol"], row
+        flops[impl] = row["train_gemm_flops_per_mol"]
+        if compare:
+            assert row["max_abs_diff"] <= row["tolerance"] <= 1e-3, row
+            assert row["outputs_match"] is True
+            assert row["train_x_torchmdnet"] > 0 and row["infer_x_torchmdnet"] > 0
+    # the same weights, the same molecules: the backends' GEMM work is the same
+    assert len({round(flops[f"molgnn-tensornet[{b},step]"]) for b in available_backends()}) == 1
+    if compare:
+        assert rows["torchmd-net-tensornet"]["train_x_torchmdnet"] == 1.0

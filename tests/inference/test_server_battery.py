@@ -417,6 +417,7 @@ def test_sigterm_during_a_slow_request_exits_promptly(servers):
         (["--request-timeout", "nan"], ["--request-timeout"]),
         (["--workers", "0"], ["--workers"]),
         (["--max-atoms", "0"], ["--max-atoms"]),
+        (["--threads", "0"], ["--threads", "at least 1"]),
     ],
 )
 def test_bad_arguments_give_one_line(tmp_path, capsys, args, names):

@@ -18,8 +18,19 @@ import online_worker as worker
 ACQUIRE = {"pool": 10, "batch": 5, "committee": 2}
 
 
+#: The targeted search of the kill tests: expected improvement over MC dropout of a pooled GNN.
+TARGETED = {
+    "ei": {
+        "uncertainty": "mc-dropout",
+        "mc_dropout_samples": 8,
+        "model": {"preset": "pooled", "hidden_channels": 8, "num_layers": 1, "num_rbf": 8,
+                  "dropout": 0.2},
+    },
+}  # fmt: skip
+
+
 def config(store: str, strategy: str) -> object:
-    return worker.config(store, acquire=strategy, **ACQUIRE)
+    return worker.config(store, acquire=strategy, **ACQUIRE, **TARGETED.get(strategy, {}))
 
 
 def install_kill(kind: str, count: int) -> None:

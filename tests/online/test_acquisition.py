@@ -52,18 +52,30 @@ def check_acquisitions(store: Store, batch: int) -> list[str]:
         assert set(record.chosen) <= set(record.scores) and len(record.scores) == record.offered
         assert len(record.chosen) == min(batch, record.offered)
         left = [s for mol, s in record.scores.items() if mol not in record.chosen]
-        assert min(record.scores[m] for m in record.chosen) >= max(left, default=-1.0)
+        if left:  # scores may be negative (the lower confidence bound's)
+            assert min(record.scores[m] for m in record.chosen) >= max(left)
     for record in records:
         chosen += record.chosen
     return chosen
 
 
+#: Per strategy: its settings beyond the model's (the targeted ones with each uncertainty).
+SEARCH = {
+    "lcb": {"uncertainty": "mc-dropout", "kappa": 2.0},
+    "ucb": {"objective": "maximize", "uncertainty": "committee"},
+    "ei": {"uncertainty": "committee"},
+}
+
+
 @pytest.mark.parametrize("strategy", sorted(ACQUISITION_STRATEGIES))
 def test_a_strategy_never_acquires_a_molecule_twice(strategy, tmp_path):
-    model = POOLED if strategy == "mc-dropout" else {"preset": "et-small", **worker.TINY}
+    search = SEARCH.get(strategy, {})
+    dropout = strategy == "mc-dropout" or search.get("uncertainty") == "mc-dropout"
+    model = POOLED if dropout else {"preset": "et-small", **worker.TINY}
     config = worker.config(
-        str(tmp_path / "store"), model=model, acquire=strategy, pool=10, batch=5, committee=2
-    )
+        str(tmp_path / "store"), model=model, acquire=strategy, pool=10, batch=5, committee=2,
+        **search,
+    )  # fmt: skip
     source = source_with_a_duplicate()
     store = run_online(config, source=source, verbose=False)
     assert store.verify() == []
@@ -72,6 +84,11 @@ def test_a_strategy_never_acquires_a_molecule_twice(strategy, tmp_path):
     unique = {m.mol_id for m in source}
     assert set(chosen) == unique - held_out_ids(store)  # run to exhaustion: everything, once
     assert {r.strategy for r in store.acquisitions()[1:]} == {strategy}
+    # Every round counted the true top 1% (54 acquirable molecules: one); run to
+    # exhaustion, the last round holds it.
+    searches = [r.details["search"] for r in store.acquisitions()[1:]]
+    assert {s["top"] for s in searches} == {1} and searches[-1]["found"] == 1
+    assert [s["found"] for s in searches] == sorted(s["found"] for s in searches)
     if strategy != "random":
         assert all(r.model is not None for r in store.acquisitions()[1:])
     # Started again, the exhausted loop acquires nothing more.
@@ -119,7 +136,10 @@ def test_rounds_keep_the_pool_and_hide_the_labels(tmp_path):
     assert two[:4] == one[:4] and not set(two[4:]) & set(one)
     record = store.acquisition(second.id)
     assert record is not None and record.chosen == two[-1:-3:-1]  # the highest scores
-    assert record.details == {"spy": True} and record.offered == 6
+    assert record.details["spy"] is True and record.offered == 6
+    # ... with the targeted-search count of the round (the top 1% of 54: one molecule).
+    assert record.details["search"]["computed"] == second.size
+    assert record.details["search"]["top"] == 1
     assert store.get_state("cursor") == config.initial + 8
     assert store.verify() == []
     # A record that does not match its version's molecules is a problem verify reports.
@@ -197,7 +217,7 @@ def snapshot(root: Path) -> list[tuple]:
         assert store.verify() == []
         models = {m.id: m.data_version for m in store.models()}
         return [
-            (r.version, r.strategy, models.get(r.model), r.offered, r.chosen, r.scores)
+            (r.version, r.strategy, models.get(r.model), r.offered, r.chosen, r.scores, r.details)
             for r in store.acquisitions()
         ]
     finally:
@@ -205,8 +225,21 @@ def snapshot(root: Path) -> list[tuple]:
 
 
 @pytest.mark.slow
-def test_killed_and_restarted_acquisition_ends_as_an_uninterrupted_run(tmp_path):
-    strategy = "disagreement"  # the committee is trained again after a restart
+@pytest.mark.parametrize(
+    ("strategy", "kills"),
+    [
+        # The committee is trained again after a restart. In order: inside the first round's
+        # transaction; while scoring (the committee is trained, then lost); mid-epoch of the
+        # second model, after a round; inside the second round of a process whose committee
+        # is trained on another version.
+        ("disagreement", ["acquire:1", "score:1", "epoch:3", "acquire:2"]),
+        # A targeted search (MC dropout of the latest model, the best label so far): inside the
+        # first round; while scoring; mid-epoch of the third model (retrains at 20, 30 and 45
+        # molecules), after four rounds; inside the second round after that retrain.
+        ("ei", ["acquire:1", "score:1", "epoch:2", "acquire:2"]),
+    ],
+)
+def test_killed_and_restarted_acquisition_ends_as_an_uninterrupted_run(tmp_path, strategy, kills):
     reference = run_online(
         acquisition_worker.config(str(tmp_path / "ref"), strategy),
         source=worker.source(),
@@ -215,11 +248,8 @@ def test_killed_and_restarted_acquisition_ends_as_an_uninterrupted_run(tmp_path)
     reference.close()
     expected = snapshot(tmp_path / "ref")
     root = tmp_path / "store"
-    # In order: inside the first round's transaction; while scoring (the committee is
-    # trained, then lost); mid-epoch of the second model, after a round; inside the second
-    # round of a process whose committee is trained on another version.
     progress = []
-    for kill in ["acquire:1", "score:1", "epoch:3", "acquire:2"]:
+    for kill in kills:
         result = run_worker(root, strategy, kill)
         assert result.returncode == -signal.SIGKILL, (kill, result.stdout, result.stderr)
         progress.append(len(snapshot(root)))
@@ -229,3 +259,5 @@ def test_killed_and_restarted_acquisition_ends_as_an_uninterrupted_run(tmp_path)
     assert snapshot(root) == expected  # same versions, same choices, same scores
     chosen = [mol for record in expected for mol in record[4]]
     assert len(chosen) == len(set(chosen))
+    # The targeted-search counts of the restarted run are those of the uninterrupted one.
+    assert all("search" in record[6] for record in expected[1:])

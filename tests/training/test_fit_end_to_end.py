@@ -167,3 +167,26 @@ def test_evaluate_cli_prints_metrics_and_writes_plots(tiny_qm9, tmp_path, capsys
     assert summary["unit"] == "meV" and summary["count"] == 3 and summary["mae"] > 0
     for name in ("parity.png", "errors.png", "learning_curve.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_saving_a_model_of_ones_own_names_what_to_do(tiny_qm9, tmp_path):
+    from torch import nn
+
+    from molgnn.training import Trainer
+
+    class Mine(nn.Module):  # no model config: molgnn cannot rebuild it from a checkpoint
+        def __init__(self) -> None:
+            super().__init__()
+            self.embedding = nn.Embedding(10, 1)
+
+        def forward(self, z, pos, batch=None, edge_index=None):
+            from molgnn.nn import scatter_sum
+
+            batch = torch.zeros_like(z) if batch is None else batch
+            return scatter_sum(self.embedding(z), batch, dim=0)
+
+    cfg = TrainConfig(subset=30, epochs=1, data_root=str(tiny_qm9), warmup_steps=1)
+    trainer = Trainer(cfg, model=Mine(), progress=False)
+    with pytest.raises(ValueError, match=r"this Mine has none: keep its weights with torch\.save"):
+        trainer.save(tmp_path / "mine.ckpt")
+    assert not (tmp_path / "mine.ckpt").exists()
