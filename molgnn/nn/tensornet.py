@@ -64,15 +64,15 @@ class TensorEmbedding(nn.Module):
     $$
     I_i = \sum_j f^I_{ij}, \quad A_i = \sum_j f^A_{ij} [\hat{\mathbf{r}}_{ij}]_\times, \quad
     S_i = \sum_j f^S_{ij} \left(\hat{\mathbf{r}}_{ij} \hat{\mathbf{r}}_{ij}^\top
-    - \tfrac13 \lVert \hat{\mathbf{r}}_{ij} \rVert^2 \mathbb{1}\right).
+    - \tfrac13 \lVert \hat{\mathbf{r}}_{ij} \rVert^2 \mathbf{1}\right).
     $$
 
     The parts are then mixed per channel and gated by an MLP of the invariant
-    $\lVert X_i \rVert^2$ ($X_i = I_i \mathbb{1} + A_i + S_i$):
+    $\lVert X_i \rVert^2$ ($X_i = I_i \mathbf{1} + A_i + S_i$):
     $(g^I, g^A, g^S) = \sigma(W_2\, \sigma(W_1 \operatorname{LN}(\lVert X_i \rVert^2)))$,
 
     $$
-    X_i \leftarrow g^I_i\, W_I I_i \mathbb{1} + g^A_i\, W_A A_i + g^S_i\, W_S S_i.
+    X_i \leftarrow g^I_i\, W_I I_i \mathbf{1} + g^A_i\, W_A A_i + g^S_i\, W_S S_i.
     $$
 
     Self loops ($\hat{\mathbf{r}} = 0$) add to $I$ only.
@@ -196,11 +196,11 @@ class TensorInteraction(nn.Module):
     $$
     \begin{aligned}
     X_i &\leftarrow X_i / (\lVert X_i \rVert^2 + 1), \qquad
-    Y_i = W_I I_i \mathbb{1} + W_A A_i + W_S S_i, \\
-    M_i &= \sum_j f^I_{ij} I^Y_j \mathbb{1} + f^A_{ij} A^Y_j + f^S_{ij} S^Y_j, \qquad
+    Y_i = W_I I_i \mathbf{1} + W_A A_i + W_S S_i, \\
+    M_i &= \sum_j f^I_{ij} I^Y_j \mathbf{1} + f^A_{ij} A^Y_j + f^S_{ij} S^Y_j, \qquad
     P_i = \begin{cases} Y_i M_i + M_i Y_i & \text{O(3)} \\ 2\, Y_i M_i & \text{SO(3)}
     \end{cases} \\
-    \Delta X_i &= \left(W'_I I^P_i \mathbb{1} + W'_A A^P_i + W'_S S^P_i\right)
+    \Delta X_i &= \left(W'_I I^P_i \mathbf{1} + W'_A A^P_i + W'_S S^P_i\right)
     / (\lVert P_i \rVert^2 + 1), \qquad
     X_i \leftarrow X_i + \Delta X_i + \Delta X_i^2,
     \end{aligned}

@@ -5,8 +5,8 @@ A tensor feature holds one $3 \times 3$ matrix per atom and channel, ``[N, 3, 3,
 axes, ``[*, 3, 3, C]``). Each matrix splits into three parts that rotations never mix,
 
 $$
-X = I\,\mathbb{1} + A + S, \qquad I = \tfrac13 \operatorname{tr} X, \quad
-A = \tfrac12 (X - X^\top), \quad S = \tfrac12 (X + X^\top) - I\,\mathbb{1},
+X = I\,\mathbf{1} + A + S, \qquad I = \tfrac13 \operatorname{tr} X, \quad
+A = \tfrac12 (X - X^\top), \quad S = \tfrac12 (X + X^\top) - I\,\mathbf{1},
 $$
 
 a scalar $I$ (1 component), an antisymmetric $A$ (3, an axial vector) and a
@@ -40,7 +40,7 @@ def _check_tensor(x: Tensor, name: str = "tensor") -> None:
 
 
 def scalar_tensor(scalar: Tensor) -> Tensor:
-    r"""The isotropic tensors $I\,\mathbb{1}$: ``[*, C]`` -> ``[*, 3, 3, C]``."""
+    r"""The isotropic tensors $I\,\mathbf{1}$: ``[*, C]`` -> ``[*, 3, 3, C]``."""
     eye = torch.eye(3, dtype=scalar.dtype, device=scalar.device).unsqueeze(-1)  # [3, 3, 1]
     return scalar.unsqueeze(-2).unsqueeze(-2) * eye
 
@@ -90,7 +90,7 @@ def skew_vector(tensor: Tensor) -> Tensor:
 
 def symmetric_traceless(tensor: Tensor) -> Tensor:
     r"""The symmetric traceless parts
-    $\tfrac12 (X + X^\top) - \tfrac13 \operatorname{tr}(X)\,\mathbb{1}$.
+    $\tfrac12 (X + X^\top) - \tfrac13 \operatorname{tr}(X)\,\mathbf{1}$.
 
     Shapes:
         - **input:** tensor ``[*, 3, 3, C]``
@@ -106,7 +106,7 @@ def decompose(tensor: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
     $$
     I = \tfrac13 \operatorname{tr} X, \qquad A = \tfrac12 (X - X^\top), \qquad
-    S = \tfrac12 (X + X^\top) - I\,\mathbb{1}
+    S = \tfrac12 (X + X^\top) - I\,\mathbf{1}
     $$
 
     [`compose`][molgnn.nn.compose] puts them back together: ``compose(*decompose(X))`` is ``X``.
@@ -124,7 +124,7 @@ def decompose(tensor: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def compose(scalar: Tensor, antisymmetric: Tensor, symmetric: Tensor) -> Tensor:
-    r"""$X = I\,\mathbb{1} + A + S$, the inverse of [`decompose`][molgnn.nn.decompose].
+    r"""$X = I\,\mathbf{1} + A + S$, the inverse of [`decompose`][molgnn.nn.decompose].
 
     Shapes:
         - **input:** I ``[*, C]``, A ``[*, 3, 3, C]``, S ``[*, 3, 3, C]``
@@ -149,7 +149,7 @@ def tensor_invariants(tensor: Tensor) -> Tensor:
     $[\,3 I^2,\; \lVert A \rVert^2,\; \lVert S \rVert^2\,]$.
 
     Each is invariant under rotations and reflections ($3 I^2$ is the squared norm of
-    $I\,\mathbb{1}$); they sum to [`squared_norm`][molgnn.nn.squared_norm] of the tensor.
+    $I\,\mathbf{1}$); they sum to [`squared_norm`][molgnn.nn.squared_norm] of the tensor.
 
     Shapes:
         - **input:** tensor ``[*, 3, 3, C]``
@@ -196,7 +196,7 @@ def _parts_compact(tensor: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def _compose_compact(scalar: Tensor, axial: Tensor, sym: Tensor) -> Tensor:
-    r"""$I\,\mathbb{1} + [\mathbf{a}]_\times + S$ from the compact parts of
+    r"""$I\,\mathbf{1} + [\mathbf{a}]_\times + S$ from the compact parts of
     ``_parts_compact``: ``[*, C]``, ``[*, 3, C]``, ``[*, 5, C]`` -> ``[*, 3, 3, C]``.
 
     S's entries are ``(xx, yy, xy, xz, yz)``; ``zz = -(xx + yy)`` (S is traceless).
