@@ -12,7 +12,7 @@ import torch
 
 from molgnn.io.checkpoint import load_checkpoint, model_from_checkpoint
 
-__all__ = ["load"]
+__all__ = ["load", "registered_model"]
 
 _REGISTRY_SCHEME = "models:/"
 
@@ -88,20 +88,27 @@ def _sqlite_file(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///") :].split("?", 1)[0])
 
 
-def _resolve(client: Any, uri: str, name: str, alias: str | None, number: int) -> int:
-    """The version number `uri` names; a clear error for an unknown name, alias or version."""
+def registered_model(client: Any, name: str, context: str = "") -> Any:
+    """MLflow's registered model `name` (through `client`, an ``MlflowClient``); for a name the
+    registry lacks, a ``ValueError`` that lists the names it has, after ``context`` (e.g.
+    ``"models:/x@champion: "``)."""
     from mlflow.exceptions import MlflowException
 
     try:
-        registered = client.get_registered_model(name)
+        return client.get_registered_model(name)
     except MlflowException as err:
         if str(getattr(err, "error_code", "")) != "RESOURCE_DOES_NOT_EXIST":
             raise
-        known = sorted(rm.name for rm in client.search_registered_models(max_results=100))
-        raise ValueError(
-            f"{uri}: the registry has no model named {name!r} (registered models: "
-            f"{', '.join(known) if known else 'none'})"
-        ) from None
+    known = sorted(rm.name for rm in client.search_registered_models(max_results=100))
+    raise ValueError(
+        f"{context}the registry has no model named {name!r} (registered models: "
+        f"{', '.join(known) if known else 'none'})"
+    ) from None
+
+
+def _resolve(client: Any, uri: str, name: str, alias: str | None, number: int) -> int:
+    """The version number `uri` names; a clear error for an unknown name, alias or version."""
+    registered = registered_model(client, name, f"{uri}: ")
     aliases = {str(a): int(v) for a, v in dict(registered.aliases or {}).items()}
     if alias is not None:
         if alias not in aliases:

@@ -330,19 +330,10 @@ def promote(uri: str, name: str, version: int) -> None:
 
 
 def _aliases(client: Any, name: str) -> dict[str, Any]:
-    from mlflow.exceptions import MlflowException
+    from molgnn.inference.loading import registered_model
 
     _check_name(name)
-    try:
-        return dict(client.get_registered_model(name).aliases or {})
-    except MlflowException as err:
-        if _error_code(err) != "RESOURCE_DOES_NOT_EXIST":
-            raise
-    known = sorted(rm.name for rm in client.search_registered_models(max_results=100))
-    raise ValueError(
-        f"the registry has no model named {name!r} (registered models: "
-        f"{', '.join(known) if known else 'none'})"
-    ) from None
+    return dict(registered_model(client, name).aliases or {})
 
 
 def reconcile(uri: str, name: str, store: Store, experiment: str = "molgnn-online") -> list[str]:
