@@ -9,6 +9,8 @@ from torch import Tensor, nn
 
 from molgnn.models.equivariant_transformer import edge_geometry, edge_pairs
 from molgnn.nn.activations import activation as make_activation
+from molgnn.nn.hot_path import runs_compiled
+from molgnn.nn.neighbours import neighbour_table
 from molgnn.nn.radial import RBFS
 from molgnn.nn.radius import radius_graph
 from molgnn.nn.tensornet import GROUPS, TensorEmbedding, TensorInteraction
@@ -168,19 +170,34 @@ class TensorNet(nn.Module):
         rbf = self.distance_expansion(length.index_select(0, first))  # [U, R]
         toward_centre = -unit  # TensorNet's r_ij = (r_i - r_j) / d_ij, [E, 3]
         x = self.tensor_embedding(z, edge_index, length, toward_centre, rbf, edge_pair=pair)
+        table = None
+        if self.runs_compiled():
+            # one grouping of the edges for every compiled layer; the grouping by source
+            # serves their gradients only
+            table = neighbour_table(edge_index, pos.size(0), backward=torch.is_grad_enabled())
         for layer in self.layers:
-            x = layer(x, edge_index, length, rbf, edge_pair=pair)  # [N, 3, 3, C]
+            x = layer(x, edge_index, length, rbf, edge_pair=pair, table=table)  # [N, 3, 3, C]
         scalars = self.out_norm(tensor_invariants(x))  # [N, 3 C]
         return self.act(self.linear(scalars)), None
 
-    def compile(self, *args: Any, **kwargs: Any) -> None:
-        """Compile the embedding's sums over neighbours and every interaction layer with
-        ``torch.compile``, in place.
+    def runs_compiled(self) -> bool:
+        """Whether the interaction layers were compiled (``compile``) and run compiled here (not
+        inside [`eager_hot_path`][molgnn.nn.eager_hot_path])."""
+        return any(
+            isinstance(layer, TensorInteraction) and runs_compiled(layer._compile_options)
+            for layer in self.layers
+        )
 
-        The radius graph, the input checks and the embedding's projections stay eager; the
-        per-edge products, the sums into atoms and the per-atom tensor algebra become a few
-        fused loops, shared by layers of the same make-up (see
-        [`TensorInteraction.compile`][molgnn.nn.TensorInteraction.compile]). Training on forces
+    def compile(self, *args: Any, **kwargs: Any) -> None:
+        """Compile the embedding and every interaction layer with ``torch.compile``, in place.
+
+        The radius graph, the input checks, the element lookup and the cutoffs stay eager; the
+        pair embeddings, the distance filters, the per-edge products, the sums into atoms and
+        the per-atom tensor algebra become a few fused loops, shared by layers of the same
+        make-up (see [`TensorInteraction.compile`][molgnn.nn.TensorInteraction.compile]). The
+        layers sum their messages over one [`neighbour_table`][molgnn.nn.neighbour_table] per
+        batch, which fuses the gathers, products and sums, and their gradients, into loops
+        over the atoms. Training on forces
         differentiates twice, which compiled code cannot do: those steps run eagerly. Arguments
         go to ``torch.compile``.
         """

@@ -24,6 +24,7 @@ from molgnn.nn.heads import (
 )
 from molgnn.nn.hot_path import eager_hot_path
 from molgnn.nn.mlp import MLP
+from molgnn.nn.neighbours import NeighbourTable, message_sum, neighbour_table
 from molgnn.nn.pool import POOLS, GlobalPool, PooledHead
 from molgnn.nn.prior import Atomref
 from molgnn.nn.radial import RBFS, CosineCutoff, ExpNormalSmearing, GaussianSmearing
@@ -68,6 +69,7 @@ __all__ = [
     "GaussianSmearing",
     "GlobalPool",
     "NeighborEmbedding",
+    "NeighbourTable",
     "OutputHead",
     "PooledHead",
     "Scalar",
@@ -81,6 +83,8 @@ __all__ = [
     "eager_hot_path",
     "flat_degree_histogram",
     "in_degree_histogram",
+    "message_sum",
+    "neighbour_table",
     "radius_graph",
     "record_truncation",
     "reduce_atoms",

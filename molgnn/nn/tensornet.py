@@ -18,7 +18,6 @@ only, and its invariants tell mirror images apart.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +28,7 @@ from torch import Tensor, nn
 from molgnn.nn.activations import ACTIVATION_FUNCTIONS
 from molgnn.nn.activations import activation as make_activation
 from molgnn.nn.hot_path import CompileOptions, compile_options, compiled, runs_compiled
+from molgnn.nn.neighbours import NeighbourTable, message_sum, neighbour_table
 from molgnn.nn.radial import CosineCutoff
 from molgnn.nn.scatter import gather, reduce_sum
 from molgnn.nn.tensors import (
@@ -43,6 +43,8 @@ __all__ = ["GROUPS", "TensorEmbedding", "TensorInteraction"]
 
 #: The values of ``equivariance_invariance_group`` (torchmd-net's name and spelling).
 GROUPS = ("O(3)", "SO(3)")
+#: Rows of the compact parts weighted by each of the filters f^I, f^A, f^S.
+_PARTS = (1, 3, 5)
 
 
 def _check_edges(edge_index: Tensor, edge_attr: Tensor, edge_pair: Tensor | None) -> None:
@@ -105,6 +107,7 @@ class TensorEmbedding(nn.Module):
         self.hidden_channels = hidden_channels
         self.num_rbf = num_rbf
         self.max_z = max_z
+        self.activation = activation
         self.embedding = nn.Embedding(max_z, hidden_channels)
         self.pair_proj = nn.Linear(2 * hidden_channels, hidden_channels)
         self.distance_proj = nn.Linear(num_rbf, 3 * hidden_channels)  # W_I, W_A, W_S stacked
@@ -147,33 +150,35 @@ class TensorEmbedding(nn.Module):
         once per pair.
         """
         _check_edges(edge_index, edge_attr, edge_pair)
-        n, c = z.numel(), self.hidden_channels
-        src, dst = edge_index[0], edge_index[1]
-        u = self.embedding(z)  # [N, C]
-        # W_z [u_i, u_j] + b = W_z' u_i + W_z'' u_j + b: projected per atom, summed per edge.
-        w_centre, w_neighbour = self.pair_proj.weight.split(c, dim=1)
-        pair = gather(u @ w_centre.t(), dst) + gather(u @ w_neighbour.t(), src)  # [E, C]
-        pair = pair + self.pair_proj.bias
-        filt = self.distance_proj(edge_attr).unflatten(1, (3, c))  # [E or U, 3, C]
-        if edge_pair is not None:
-            filt = gather(filt, edge_pair)
-        weight = filt * (self.cutoff(edge_weight).unsqueeze(1) * pair).unsqueeze(1)  # [E, 3, C]
-        options = self._compile_options
-        messages = _embedding_messages
-        if runs_compiled(options):
-            messages = compiled(options, "tensornet_embedding", lambda: _embedding_messages)
-        scalar, axial, sym = messages(weight, edge_vec, dst, n)
-        norm = self.init_norm(squared_norm(_compose_compact(scalar, axial, sym)))  # [N, C]
-        gate = self.gate_mlp(norm).unflatten(1, (3, c))  # [N, 3, C]
+        lin1, lin2 = (m for m in self.gate_mlp if isinstance(m, nn.Linear))
         lin = self.tensor_linear
-        return _compose_compact(
-            lin.lin_i(scalar) * gate[:, 0],
-            lin.lin_a(axial) * gate[:, 1:2],
-            lin.lin_s(sym) * gate[:, 2:3],
+        weights = (
+            self.pair_proj.weight, self.pair_proj.bias,
+            self.distance_proj.weight, self.distance_proj.bias,
+            self.init_norm.weight, self.init_norm.bias,
+            lin1.weight, lin1.bias, lin2.weight, lin2.bias,
+            lin.lin_i.weight, lin.lin_a.weight, lin.lin_s.weight,
+        )  # fmt: skip
+        u = self.embedding(z)  # [N, C]
+        cut = self.cutoff(edge_weight)  # [E]
+        eps = self.init_norm.eps
+        options = self._compile_options
+        if not runs_compiled(options):
+            return _embedding(
+                u, edge_attr, cut, edge_vec, edge_index, edge_pair, weights, self.gate_mlp[1], eps
+            )
+        body = compiled(
+            options,
+            ("tensornet_embedding", self.activation, edge_pair is None),
+            lambda: _embedding,
         )
+        act = ACTIVATION_FUNCTIONS[self.activation]
+        _dynamic_sizes((u, edge_attr, cut, edge_vec, edge_pair), edge_index)
+        return body(u, edge_attr, cut, edge_vec, edge_index, edge_pair, weights, act, eps)
 
     def compile(self, *args: Any, **kwargs: Any) -> None:
-        """Compile the per-edge part (the products and the sums into atoms), in place.
+        """Compile the embedding after the element lookup and the cutoff (the pair embeddings,
+        the distance filters, the products, the sums into atoms and the gate), in place.
 
         Arguments go to ``torch.compile``; see
         [`TensorInteraction.compile`][molgnn.nn.TensorInteraction.compile].
@@ -273,9 +278,15 @@ class TensorInteraction(nn.Module):
         edge_weight: Tensor,
         edge_attr: Tensor,
         edge_pair: Tensor | None = None,
+        table: NeighbourTable | None = None,
     ) -> Tensor:
         """Updated tensor features ``[N, 3, 3, C]`` (``edge_pair`` as in
-        [`TensorEmbedding.forward`][molgnn.nn.TensorEmbedding.forward])."""
+        [`TensorEmbedding.forward`][molgnn.nn.TensorEmbedding.forward]).
+
+        Compiled, the layer sums the messages over ``table``, the edges grouped by atom
+        ([`neighbour_table`][molgnn.nn.neighbour_table] of ``edge_index``; built here
+        when not given, so pass one table to every layer of a model); eager, it ignores it.
+        """
         if x.dim() != 4 or x.shape[1:3] != (3, 3) or x.size(3) != self.hidden_channels:
             raise ValueError(
                 f"x must have shape [N, 3, 3, {self.hidden_channels}], got {list(x.shape)}"
@@ -295,25 +306,28 @@ class TensorInteraction(nn.Module):
             return _interaction(
                 x, edge_attr, cut, edge_index, edge_pair, weights, self.distance_mlp[1], group
             )
+        if table is None:
+            table = neighbour_table(edge_index, x.size(0), backward=torch.is_grad_enabled())
         body = compiled(
             options,
             ("tensornet_interaction", group, self.activation, edge_pair is None),
-            lambda: functools.partial(
-                _interaction, act=ACTIVATION_FUNCTIONS[self.activation], group=group
-            ),
+            lambda: _interaction,
         )
-        return body(x, edge_attr, cut, edge_index, edge_pair, weights)
+        act = ACTIVATION_FUNCTIONS[self.activation]
+        _dynamic_sizes((x, edge_attr, cut, edge_pair), edge_index, table)
+        return body(x, edge_attr, cut, edge_index, edge_pair, weights, act, group, table)
 
     def compile(self, *args: Any, **kwargs: Any) -> None:
         """Compile the layer's update with ``torch.compile``, in place.
 
-        The distance filters, the per-edge products, the sums into atoms (through the opaque
-        scatter of [`molgnn.nn.scatter`][molgnn.nn.scatter]) and the per-atom tensor algebra
-        become a few fused loops around the matrix products; only the cutoff and the input
-        checks stay eager. The weights are inputs of the compiled graph, so layers of the same
-        make-up share one set of kernels; atom and edge counts become dynamic after the first
-        batch of a new size, so the first few batches are slow while it compiles. Arguments go
-        to ``torch.compile``.
+        The distance filters, the per-edge products, the sums into atoms (over the edges grouped
+        by atom, [`message_sum`][molgnn.nn.message_sum]: gathers, products and sums, and their
+        gradients, become loops over the atoms with no per-edge intermediates) and the
+        per-atom tensor algebra become a few fused loops around the matrix products; only the
+        cutoff, the grouping and the input checks stay eager. The weights are inputs of the
+        compiled graph, so layers of the same make-up share one set of kernels; atom and edge
+        counts become dynamic after the first batch of a new size, so the first few batches are
+        slow while it compiles. Arguments go to ``torch.compile``.
         """
         self._compile_options = compile_options(args, kwargs)
 
@@ -323,6 +337,58 @@ class TensorInteraction(nn.Module):
             f"num_rbf={self.num_rbf}, "
             f"equivariance_invariance_group={self.equivariance_invariance_group!r})"
         )
+
+
+def _dynamic_sizes(
+    rows: tuple[Tensor | None, ...], edge_index: Tensor, table: NeighbourTable | None = None
+) -> None:
+    """Mark the atom, edge and pair counts (dim 0 of ``rows``, dim 1 of ``edge_index``) and
+    both sizes of the neighbour tables dynamic from the first batch: every batch has its own,
+    and a size first compiled as a constant costs a recompile when the next batch differs."""
+    mark = torch._dynamo.maybe_mark_dynamic
+    for t in rows:
+        if t is not None:
+            mark(t, 0)
+    mark(edge_index, 1)
+    for t in table or ():
+        if t is not None:
+            for dim in range(t.dim()):
+                mark(t, dim)
+
+
+def _embedding(
+    u: Tensor,
+    edge_attr: Tensor,
+    cut: Tensor,
+    edge_vec: Tensor,
+    edge_index: Tensor,
+    edge_pair: Tensor | None,
+    weights: tuple[Tensor, ...],
+    act: Callable[[Tensor], Tensor],
+    eps: float,
+) -> Tensor:
+    """[`TensorEmbedding`][molgnn.nn.TensorEmbedding] from the element embeddings ``u`` ``[N, C]``
+    and the cutoff ``cut`` ``[E]`` on, eager or compiled (its weights passed in)."""
+    w_pair, b_pair, w_dist, b_dist, w_norm, b_norm, w1, b1, w2, b2, lin_i, lin_a, lin_s = weights
+    n, c = u.shape
+    src, dst = edge_index[0], edge_index[1]
+    # W_z [u_i, u_j] + b = W_z' u_i + W_z'' u_j + b: projected per atom, summed per edge.
+    w_centre, w_neighbour = w_pair.split(c, dim=1)
+    pair = gather(u @ w_centre.t(), dst) + gather(u @ w_neighbour.t(), src) + b_pair  # [E, C]
+    filt = F.linear(edge_attr, w_dist, b_dist).unflatten(1, (3, c))  # [E or U, 3, C]
+    if edge_pair is not None:
+        filt = gather(filt, edge_pair)
+    weight = filt * (cut.unsqueeze(1) * pair).unsqueeze(1)  # [E, 3, C]
+    scalar, axial, sym = _embedding_messages(weight, edge_vec, dst, n)
+    norm = F.layer_norm(
+        squared_norm(_compose_compact(scalar, axial, sym)), (c,), w_norm, b_norm, eps
+    )
+    gate = act(F.linear(act(F.linear(norm, w1, b1)), w2, b2)).unflatten(1, (3, c))  # [N, 3, C]
+    return _compose_compact(
+        F.linear(scalar, lin_i) * gate[:, 0],
+        F.linear(axial, lin_a) * gate[:, 1:2],
+        F.linear(sym, lin_s) * gate[:, 2:3],
+    )
 
 
 def _embedding_messages(
@@ -350,9 +416,14 @@ def _interaction(
     weights: tuple[Tensor, ...],
     act: Callable[[Tensor], Tensor],
     group: str,
+    table: NeighbourTable | None = None,
 ) -> Tensor:
     """[`TensorInteraction`][molgnn.nn.TensorInteraction]'s update, eager or compiled (its
-    weights passed in, so that every layer of the same make-up shares one compiled graph)."""
+    weights passed in, so that every layer of the same make-up shares one compiled graph).
+
+    Compiled as the function itself, not a ``functools.partial``: dynamo wraps every partial
+    in one shared frame, so the embedding's and the layers' graphs would share, and soon
+    exhaust, one cache of recompilations, after which dynamo runs the code eagerly."""
     w1, b1, w2, b2, w3, b3, in_i, in_a, in_s, out_i, out_a, out_s = weights
     n, c = x.size(0), x.size(3)
     src, dst = edge_index[0], edge_index[1]
@@ -367,9 +438,14 @@ def _interaction(
     # [N, 5, C]): the channel mixings and the messages act on 9 rows instead of 19.
     scalar, axial, sym = _parts_compact(x)
     scalar, axial, sym = F.linear(scalar, in_i), F.linear(axial, in_a), F.linear(sym, in_s)
-    msg_scalar = reduce_sum(gather(scalar, src) * filt[:, 0], dst, n)  # [N, C]
-    msg_axial = reduce_sum(gather(axial, src) * filt[:, 1:2], dst, n)  # [N, 3, C]
-    msg_sym = reduce_sum(gather(sym, src) * filt[:, 2:3], dst, n)  # [N, 5, C]
+    if table is None:
+        msg_scalar = reduce_sum(gather(scalar, src) * filt[:, 0], dst, n)  # [N, C]
+        msg_axial = reduce_sum(gather(axial, src) * filt[:, 1:2], dst, n)  # [N, 3, C]
+        msg_sym = reduce_sum(gather(sym, src) * filt[:, 2:3], dst, n)  # [N, 5, C]
+    else:  # one fused sum over each atom's neighbours, forward and backward
+        values = torch.cat((scalar.unsqueeze(1), axial, sym), dim=1)  # [N, 9, C]
+        msg = message_sum(filt, values, table, _PARTS)
+        msg_scalar, msg_axial, msg_sym = msg[:, 0], msg[:, 1:4], msg[:, 4:]
     y = _compose_compact(scalar, axial, sym)  # [N, 3, 3, C]
     message = _compose_compact(msg_scalar, msg_axial, msg_sym)
     if group == "O(3)":
