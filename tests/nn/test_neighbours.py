@@ -23,6 +23,16 @@ def reference(filters: Tensor, values: Tensor, edge_index: Tensor) -> Tensor:
     return values.new_zeros(values.shape).index_add(0, dst, messages)
 
 
+def assert_same_gradients(out: Tensor, ref: Tensor, inputs: tuple[Tensor, ...], atol: float):
+    """The gradients of ``out`` and ``ref`` with respect to ``inputs``, for one random upstream
+    gradient, agree to ``atol``."""
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, inputs, grad)
+    want = torch.autograd.grad(ref, inputs, grad)
+    for a, b in zip(got, want, strict=True):
+        assert torch.allclose(a, b, atol=atol)
+
+
 def random_case(num_nodes: int, num_edges: int, channels: int, seed: int, dtype=torch.float64):
     gen = torch.Generator().manual_seed(seed)
     edge_index = torch.randint(0, num_nodes, (2, num_edges), generator=gen)
@@ -45,11 +55,7 @@ def test_message_sum_equals_gather_and_scatter(num_nodes, num_edges, channels, s
     out = message_sum(filters, values, table, PARTS)
     ref = reference(filters, values, edge_index)
     assert torch.allclose(out, ref, atol=1e-12)
-    grad = torch.randn_like(out)
-    got = torch.autograd.grad(out, (filters, values), grad)
-    want = torch.autograd.grad(ref, (filters, values), grad)
-    for a, b in zip(got, want, strict=True):
-        assert torch.allclose(a, b, atol=1e-12)
+    assert_same_gradients(out, ref, (filters, values), atol=1e-12)
 
 
 def test_message_sum_gradcheck():
@@ -114,8 +120,4 @@ def test_compiled_message_sum_equals_gather_and_scatter():
         out = fused(filters, values, neighbour_table(edge_index, num_nodes))
         ref = reference(filters, values, edge_index)
         assert torch.allclose(out, ref, atol=1e-5)
-        grad = torch.randn_like(out)
-        got = torch.autograd.grad(out, (filters, values), grad)
-        want = torch.autograd.grad(ref, (filters, values), grad)
-        for a, b in zip(got, want, strict=True):
-            assert torch.allclose(a, b, atol=1e-4)
+        assert_same_gradients(out, ref, (filters, values), atol=1e-4)
