@@ -167,11 +167,9 @@ class TensorEmbedding(nn.Module):
             return _embedding(
                 u, edge_attr, cut, edge_vec, edge_index, edge_pair, weights, self.gate_mlp[1], eps
             )
-        body = compiled(
-            options,
-            ("tensornet_embedding", self.activation, edge_pair is None),
-            lambda: _embedding,
-        )
+        # one compiled function for every embedding: dynamo guards on the activation and on
+        # edge_pair being given, so they need no key of their own
+        body = compiled(options, "tensornet_embedding", lambda: _embedding)
         act = ACTIVATION_FUNCTIONS[self.activation]
         _dynamic_sizes((u, edge_attr, cut, edge_vec, edge_pair), edge_index)
         return body(u, edge_attr, cut, edge_vec, edge_index, edge_pair, weights, act, eps)
@@ -308,11 +306,7 @@ class TensorInteraction(nn.Module):
             )
         if table is None:
             table = neighbour_table(edge_index, x.size(0), backward=torch.is_grad_enabled())
-        body = compiled(
-            options,
-            ("tensornet_interaction", group, self.activation, edge_pair is None),
-            lambda: _interaction,
-        )
+        body = compiled(options, "tensornet_interaction", lambda: _interaction)
         act = ACTIVATION_FUNCTIONS[self.activation]
         _dynamic_sizes((x, edge_attr, cut, edge_pair), edge_index, table)
         return body(x, edge_attr, cut, edge_index, edge_pair, weights, act, group, table)
@@ -325,9 +319,10 @@ class TensorInteraction(nn.Module):
         gradients, become loops over the atoms with no per-edge intermediates) and the
         per-atom tensor algebra become a few fused loops around the matrix products; only the
         cutoff, the grouping and the input checks stay eager. The weights are inputs of the
-        compiled graph, so layers of the same make-up share one set of kernels; atom and edge
-        counts become dynamic after the first batch of a new size, so the first few batches are
-        slow while it compiles. Arguments go to ``torch.compile``.
+        compiled graph, so layers of the same make-up share one set of kernels; atom, edge and
+        neighbour counts are dynamic from the first batch, so only the first batches (and the
+        first after switching ``torch.no_grad`` on or off) are slow while it compiles.
+        Arguments go to ``torch.compile``.
         """
         self._compile_options = compile_options(args, kwargs)
 
